@@ -1,0 +1,212 @@
+"""The engine: routes each input event to its group's pool or to the ledger.
+
+`Engine.apply` is the whole rule set as one pure step: state + event → new state +
+outputs. It reads no clock and does no I/O; time comes only from event timestamps
+and from `advance`, which a live shell calls with wall-clock ticks.
+"""
+
+from collections.abc import Iterator
+
+import msgspec
+
+from rules.config import Config
+from rules.ids import output_id
+from rules.ledger import Ledger, LedgerRecord
+from rules.pool import Journal, Pool
+from rules.records import Holder, PoolRecord, Session
+from schemas.inputs import (
+    Allocation,
+    InputEvent,
+    Licence,
+    LoginGroup,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+    UserAccess,
+)
+from schemas.outputs import AccessDenied, AllocationRejected, OutputEvent
+from schemas.replay import GroupSummary
+from schemas.timestamps import from_micros, to_micros
+
+
+class PoolSnapshot(msgspec.Struct, array_like=True):
+    record: PoolRecord
+    sessions: dict[str, Session]
+    holders: dict[str, Holder]
+    returns: list[tuple[int, int]]
+
+
+class Snapshot(msgspec.Struct):
+    """Everything the engine knows; restoring it and going on equals never stopping."""
+
+    ledger: LedgerRecord
+    pools: dict[str, PoolSnapshot]
+    unknown_group_events: int = 0
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+
+class Engine:
+    __slots__ = ("_dispatch", "config", "journal", "ledger", "pools", "unknown_group_events")
+
+    def __init__(self, config: Config | None = None, journal: Journal | None = None) -> None:
+        self.config = config if config is not None else Config()
+        self.journal = journal
+        """When given, every keyed record an event touches is listed here (for stores
+        that persist record by record)."""
+        self.ledger = Ledger(self.config)
+        self.pools: dict[str, Pool] = {}
+        self.unknown_group_events = 0
+        """Session events for groups that were never allocated: counted, no state kept."""
+        self._dispatch = {
+            SessionStart: self._start,
+            SessionHeartbeat: self._heartbeat,
+            SessionEnd: self._end,
+            Licence: self._licence,
+            LoginGroup: self._login_group,
+            UserAccess: self._user_access,
+        }
+
+    def apply(self, event: InputEvent, out: list[OutputEvent]) -> None:
+        """Apply one input event; its outputs (and those of timers it fires) go to `out`."""
+        self._dispatch[type(event)](event, out)  # type: ignore[operator]
+
+    def advance(self, ts: int, out: list[OutputEvent]) -> None:
+        """Move every group's clock to `ts` (µs), firing the timers due by then."""
+        for pool in self.pools.values():
+            pool.advance(ts, out)
+
+    def pool(self, group: str) -> Pool:
+        pool = self.pools.get(group)
+        if pool is None:
+            pool = self.pools[group] = Pool(group, self.config, self.ledger.uap, self.journal)
+        return pool
+
+    # -- session events ----------------------------------------------------------
+
+    def _start(self, ev: SessionStart, out: list[OutputEvent]) -> None:
+        pool = self.pools.get(ev.group)
+        if pool is not None:
+            pool.start(ev, to_micros(ev.ts), out)
+            return
+        # Never allocated: deny without keeping state for a name anyone can invent (R11).
+        if ev.user_id is not None and ev.user_id in self.ledger.uap:
+            # A UAP holder needs no pool; the group is created to track the session.
+            self.pool(ev.group).start(ev, to_micros(ev.ts), out)
+            return
+        self.unknown_group_events += 1
+        out.append(
+            AccessDenied(
+                event_id=output_id("ad", ev.group, ev.session_id, to_micros(ev.ts),
+                                   "no_allocation", False),
+                ts=ev.ts,
+                group=ev.group,
+                user_id=ev.user_id,
+                session_id=ev.session_id,
+                reason="no_allocation",
+                renewal=False,
+            )
+        )
+
+    def _heartbeat(self, ev: SessionHeartbeat, out: list[OutputEvent]) -> None:
+        pool = self.pools.get(ev.group)
+        if pool is None:
+            self.unknown_group_events += 1
+            return
+        pool.heartbeat(ev, to_micros(ev.ts), out)
+
+    def _end(self, ev: SessionEnd, out: list[OutputEvent]) -> None:
+        pool = self.pools.get(ev.group)
+        if pool is None:
+            self.unknown_group_events += 1
+            return
+        pool.end(ev, to_micros(ev.ts), out)
+
+    # -- allocations (R9, R10) ---------------------------------------------------
+
+    def _counted(self, skip: str | None = None) -> Iterator[int]:
+        for name, pool in self.pools.items():
+            if name != skip:
+                yield pool.counted_tokens
+
+    def _reject(self, ev: Allocation, t: int, reason: str, out: list[OutputEvent]) -> None:
+        out.append(
+            AllocationRejected(
+                event_id=output_id("ar", ev.event_id, t),
+                ts=from_micros(t),
+                reason=reason,
+                request=ev,
+            )
+        )
+
+    def _licence(self, ev: Licence, out: list[OutputEvent]) -> None:
+        t = self.ledger.at(to_micros(ev.ts))
+        reason = self.ledger.set_licence(ev.total_tokens, t, self._counted())
+        if reason is not None:
+            self._reject(ev, t, reason, out)
+
+    def _login_group(self, ev: LoginGroup, out: list[OutputEvent]) -> None:
+        pool = self.pool(ev.group)
+        t = pool.at(to_micros(ev.ts), out)
+        self.ledger.at(t)
+        before = pool.counted_tokens
+        old_tokens = pool.record.tokens
+        pool.set_tokens(ev.tokens)
+        if pool.counted_tokens > before:  # lowering is always accepted (R10)
+            reason = self.ledger.fits(pool.counted_tokens, t, self._counted(skip=ev.group))
+            if reason is not None:
+                pool.set_tokens(old_tokens)
+                self._reject(ev, t, reason, out)
+
+    def _user_access(self, ev: UserAccess, out: list[OutputEvent]) -> None:
+        t = self.ledger.at(to_micros(ev.ts))
+        if ev.action == "assign":
+            reason = self.ledger.assign(ev.user_id, t, self._counted())
+            if reason is not None:
+                self._reject(ev, t, reason, out)
+        else:
+            self.ledger.remove(ev.user_id, t)
+
+    # -- views -------------------------------------------------------------------
+
+    def summary(self) -> dict[str, GroupSummary]:
+        return {
+            name: GroupSummary(
+                capacity=pool.capacity,
+                available=pool.available,
+                in_use=pool.record.in_use,
+                open_sessions=pool.record.open_sessions,
+            )
+            for name, pool in sorted(self.pools.items())
+        }
+
+    def clock(self) -> int | None:
+        clocks = [p.record.clock for p in self.pools.values() if p.record.clock is not None]
+        if self.ledger.record.clock is not None:
+            clocks.append(self.ledger.record.clock)
+        return max(clocks) if clocks else None
+
+    def snapshot(self) -> bytes:
+        snap = Snapshot(
+            ledger=self.ledger.record,
+            pools={
+                name: PoolSnapshot(p.record, p.sessions, p.holders, p.returns_calendar())
+                for name, p in self.pools.items()
+            },
+            unknown_group_events=self.unknown_group_events,
+        )
+        return _snapshot_encoder.encode(snap)
+
+    @classmethod
+    def restore(
+        cls, data: bytes, config: Config | None = None, journal: Journal | None = None
+    ) -> "Engine":
+        snap = _snapshot_decoder.decode(data)
+        engine = cls(config, journal)
+        engine.ledger = Ledger(engine.config, snap.ledger)
+        engine.unknown_group_events = snap.unknown_group_events
+        for name, ps in snap.pools.items():
+            engine.pool(name).load(ps.record, ps.sessions, ps.holders, ps.returns)
+        return engine

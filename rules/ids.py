@@ -1,0 +1,18 @@
+"""Deterministic output ids: the same facts always give the same id.
+
+An id hashes what makes an output unique by meaning (its kind, group, holder or
+session and instant), so a re-run after a crash emits the same ids and downstream can
+drop the duplicates. Hashing an encoded tuple keeps ids unambiguous whatever
+characters the names contain.
+"""
+
+from hashlib import blake2b
+
+import msgspec
+
+_encode = msgspec.msgpack.encode
+
+
+def output_id(kind: str, *parts: str | int | None) -> str:
+    digest = blake2b(_encode(parts), digest_size=12).hexdigest()
+    return f"{kind}-{digest}"

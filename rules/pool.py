@@ -1,0 +1,461 @@
+"""One login access group: its passes, holders, sessions and timers (R1–R8, R13).
+
+Every timer is a FIFO queue, not a heap: a group's clock never goes back, so return
+instants, window ends, inactivity deadlines and dedupe deadlines are appended in
+order. Entries made stale by later activity are skipped when they come due. One
+event therefore costs O(1) whatever the pool's capacity or passes in use.
+"""
+
+from collections import deque
+
+from rules.config import Config, Durations
+from rules.ids import output_id
+from rules.records import (
+    Holder,
+    PoolRecord,
+    Session,
+    SessionState,
+    anonymous_holder,
+    user_holder,
+)
+from schemas.inputs import SessionEnd, SessionHeartbeat, SessionStart
+from schemas.outputs import AccessDenied, DenialReason, OutputEvent, PassConsumed, PassReturned
+from schemas.timestamps import from_micros
+
+NEVER = 1 << 62
+"""An instant later than any timer."""
+
+OPEN = SessionState.OPEN
+
+# Journal entry kinds: which keyed record an event touched.
+TOUCH_SESSION = 0
+TOUCH_HOLDER = 1
+TOUCH_RETURN = 2
+TOUCH_UAP = 3
+
+Journal = list[tuple[int, str | int]]
+
+
+class Pool:
+    """The state and rules of one group. Mutated in place by `start`, `heartbeat`, `end`
+    and `advance`; outputs are appended to the list passed in."""
+
+    __slots__ = (
+        "_expiries",
+        "_lifetime",
+        "_max_devices",
+        "_next_due",
+        "_passes_per_token",
+        "_purges",
+        "_returns",
+        "_timeout",
+        "_window",
+        "_windows",
+        "_horizon",
+        "group",
+        "holders",
+        "journal",
+        "record",
+        "sessions",
+        "uap",
+    )
+
+    def __init__(
+        self,
+        group: str,
+        config: Config,
+        uap: dict[str, int],
+        journal: Journal | None = None,
+    ) -> None:
+        d = Durations.of(config)
+        self.group = group
+        self._window = d.window
+        self._lifetime = d.pass_lifetime
+        self._timeout = d.inactivity_timeout
+        self._horizon = d.dedupe_horizon
+        self._max_devices = config.max_devices
+        self._passes_per_token = config.passes_per_token
+        self.uap = uap
+        """User access pass holders → last use (shared with the ledger, R9)."""
+        self.journal = journal
+        self.record = PoolRecord()
+        self.sessions: dict[str, Session] = {}
+        self.holders: dict[str, Holder] = {}
+        self._returns: deque[list[int]] = deque()
+        self._windows: deque[tuple[int, int, str]] = deque()
+        self._expiries: deque[tuple[int, str]] = deque()
+        self._purges: deque[tuple[int, str]] = deque()
+        self._next_due = NEVER
+
+    # -- figures -----------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.record.tokens * self._passes_per_token
+
+    @property
+    def available(self) -> int:
+        return max(0, self.record.tokens * self._passes_per_token - self.record.in_use)
+
+    @property
+    def counted_tokens(self) -> int:
+        """Tokens the ledger counts for this group: passes still in use keep theirs (R10)."""
+        ppt = self._passes_per_token
+        return max(self.record.tokens, -(-self.record.in_use // ppt))
+
+    def returns_calendar(self) -> list[tuple[int, int]]:
+        """(instant, passes returning then), soonest first."""
+        return [(instant, count) for instant, count in self._returns]
+
+    def returning_within(self, now: int, horizon: int) -> int:
+        """Passes that return in (now, now + horizon]."""
+        end = now + horizon
+        total = 0
+        for instant, count in self._returns:
+            if instant > end:
+                break
+            if instant > now:
+                total += count
+        return total
+
+    # -- time --------------------------------------------------------------------
+
+    def at(self, ts: int, out: list[OutputEvent]) -> int:
+        """Fire the timers due by `ts` and move the clock there; returns the instant the
+        event applies at: `ts`, or the clock for a late event (SPEC §3)."""
+        rec = self.record
+        clock = rec.clock
+        if clock is not None and ts < clock:
+            rec.late_events += 1
+            return clock
+        if ts >= self._next_due:
+            self._fire(ts, out)
+        rec.clock = ts
+        return ts
+
+    def advance(self, ts: int, out: list[OutputEvent]) -> None:
+        """A clock tick: timers due by `ts` fire even when no event arrives."""
+        rec = self.record
+        if rec.clock is not None and ts <= rec.clock:
+            return
+        if ts >= self._next_due:
+            self._fire(ts, out)
+        rec.clock = ts
+
+    @property
+    def next_due(self) -> int | None:
+        return None if self._next_due == NEVER else self._next_due
+
+    def _fire(self, until: int, out: list[OutputEvent]) -> None:
+        """Fire timers in time order; at one instant: returns, then inactivity timeouts
+        (a session whose deadline is `w` is not open at `w`, R4), then renewals in
+        window-open order, then forgetting closed sessions."""
+        returns, expiries, windows, purges = (
+            self._returns,
+            self._expiries,
+            self._windows,
+            self._purges,
+        )
+        while self._next_due <= until:
+            due = self._next_due
+            if returns and returns[0][0] == due:
+                self._return(returns.popleft(), out)
+            while expiries and expiries[0][0] == due:
+                self._expire(expiries.popleft())
+            while windows and windows[0][0] == due:
+                self._renew(windows.popleft(), out)
+            while purges and purges[0][0] == due:
+                self._forget(purges.popleft())
+            self._next_due = min(
+                returns[0][0] if returns else NEVER,
+                expiries[0][0] if expiries else NEVER,
+                windows[0][0] if windows else NEVER,
+                purges[0][0] if purges else NEVER,
+            )
+
+    def _schedule(self, queue: deque[tuple[int, str]] | deque[tuple[int, int, str]],
+                  entry: tuple[int, str] | tuple[int, int, str]) -> None:
+        queue.append(entry)  # type: ignore[arg-type]
+        if entry[0] < self._next_due:
+            self._next_due = entry[0]
+
+    # -- inputs ------------------------------------------------------------------
+
+    def start(self, ev: SessionStart, ts: int, out: list[OutputEvent]) -> None:
+        t = self.at(ts, out)
+        sid = ev.session_id
+        known = self.sessions.get(sid)
+        if known is not None:
+            if known.state == OPEN:  # a repeated start of an open session is activity (R13)
+                self._activity(known, sid, t)
+            else:  # a closed session id inside the dedupe horizon (R13)
+                self.record.ignored_events += 1
+            return
+        uid = ev.user_id
+        holder: Holder | None
+        if uid is None:  # anonymous: the session is the holder (R6)
+            key = anonymous_holder(sid)
+            holder = None
+        else:
+            key = user_holder(uid)
+            holder = self.holders.get(key)
+            if holder is not None and len(holder.sessions) >= self._max_devices:
+                self._deny(ev.group, uid, sid, t, "too_many_sessions", False, out)  # R5
+                return
+            if uid in self.uap:  # a user access pass covers the user everywhere (R9)
+                self.uap[uid] = t
+                self._touch(TOUCH_UAP, uid)
+                if holder is None:
+                    holder = self.holders[key] = Holder(uid, 0, 0, [])
+                self._open(sid, key, holder, uid, t)
+                return
+            if holder is not None and t < holder.window_end:  # inside the window (R1, R2)
+                self._open(sid, key, holder, uid, t)
+                return
+        if self.record.tokens == 0:
+            self._deny(ev.group, uid, sid, t, "no_allocation", False, out)  # R11
+            return
+        if self.available <= 0:
+            self._deny(ev.group, uid, sid, t, "pool_exhausted", False, out)  # R8
+            return
+        if holder is None:
+            holder = self.holders[key] = Holder(uid, 0, 0, [])
+        self._consume(key, holder, sid, t, "login", out)  # R1
+        self._open(sid, key, holder, uid, t)
+
+    def heartbeat(self, ev: SessionHeartbeat, ts: int, out: list[OutputEvent]) -> None:
+        t = self.at(ts, out)
+        sid = ev.session_id
+        session = self.sessions.get(sid)
+        if session is None or session.state != OPEN:  # not open: counted, not applied (R4)
+            self.record.ignored_events += 1
+            return
+        self._activity(session, sid, t)
+        holder = self.holders[session.holder]
+        uid = holder.user_id
+        if holder.window_end == 0 and (uid is None or uid not in self.uap):
+            # The user access pass that covered these sessions was removed: continued
+            # use needs a login pass from now on (R3, R9).
+            self._cover(session.holder, holder, t, out)
+
+    def end(self, ev: SessionEnd, ts: int, out: list[OutputEvent]) -> None:
+        t = self.at(ts, out)
+        sid = ev.session_id
+        session = self.sessions.get(sid)
+        if session is None or session.state != OPEN:  # R4, R13
+            self.record.ignored_events += 1
+            return
+        self._close(session, sid, SessionState.ENDED, t)
+
+    # -- rule steps --------------------------------------------------------------
+
+    def _activity(self, session: Session, sid: str, t: int) -> None:
+        session.last_activity = t
+        self._schedule(self._expiries, (t + self._timeout, sid))
+        self._touch(TOUCH_SESSION, sid)
+        uid = session.user_id
+        if uid is not None and uid in self.uap:
+            self.uap[uid] = t
+            self._touch(TOUCH_UAP, uid)
+
+    def _open(self, sid: str, key: str, holder: Holder, uid: str | None, t: int) -> None:
+        rec = self.record
+        rec.seq += 1
+        self.sessions[sid] = Session(key, uid, t, OPEN, 0, rec.seq)
+        holder.sessions.append(sid)
+        rec.open_sessions += 1
+        self._schedule(self._expiries, (t + self._timeout, sid))
+        self._touch(TOUCH_SESSION, sid)
+        self._touch(TOUCH_HOLDER, key)
+
+    def _close(self, session: Session, sid: str, state: SessionState, t: int) -> None:
+        session.state = state
+        session.closed_at = t
+        self.record.open_sessions -= 1
+        self._schedule(self._purges, (t + self._horizon, sid))
+        self._touch(TOUCH_SESSION, sid)
+        key = session.holder
+        holder = self.holders[key]
+        holder.sessions.remove(sid)
+        if not holder.sessions and holder.window_end == 0:
+            del self.holders[key]  # covered by a UAP, nothing left to renew
+        self._touch(TOUCH_HOLDER, key)
+
+    def _consume(
+        self, key: str, holder: Holder, sid: str, t: int, reason: str, out: list[OutputEvent]
+    ) -> None:
+        rec = self.record
+        rec.in_use += 1
+        back = t + self._lifetime
+        returns = self._returns
+        if returns and returns[-1][0] == back:
+            returns[-1][1] += 1
+        else:
+            returns.append([back, 1])
+            if back < self._next_due:
+                self._next_due = back
+        self._touch(TOUCH_RETURN, back)
+        rec.seq += 1
+        holder.window_end = t + self._window
+        holder.window_seq = rec.seq
+        self._schedule(self._windows, (holder.window_end, rec.seq, key))
+        self._touch(TOUCH_HOLDER, key)
+        if reason == "login":
+            rec.consumed_login += 1
+        else:
+            rec.consumed_renewal += 1
+        out.append(
+            PassConsumed(
+                event_id=output_id("pc", self.group, key, t),
+                ts=from_micros(t),
+                group=self.group,
+                user_id=holder.user_id,
+                session_id=sid,
+                reason="login" if reason == "login" else "renewal",
+                returns_at=from_micros(back),
+                available=self.available,
+                capacity=self.capacity,
+            )
+        )
+
+    def _cover(self, key: str, holder: Holder, t: int, out: list[OutputEvent]) -> None:
+        """Continued use at `t` needs a pass: consume one, or discontinue (R3, R8)."""
+        if self.available > 0:
+            self._consume(key, holder, holder.sessions[0], t, "renewal", out)
+            return
+        for sid in list(holder.sessions):
+            self._deny(self.group, holder.user_id, sid, t, "pool_exhausted", True, out)
+            self._close(self.sessions[sid], sid, SessionState.DISCONTINUED, t)
+        if key in self.holders:
+            del self.holders[key]
+            self._touch(TOUCH_HOLDER, key)
+
+    def _deny(
+        self,
+        group: str,
+        uid: str | None,
+        sid: str,
+        t: int,
+        reason: DenialReason,
+        renewal: bool,
+        out: list[OutputEvent],
+    ) -> None:
+        rec = self.record
+        if reason == "pool_exhausted":
+            rec.denied_pool_exhausted += 1
+        elif reason == "too_many_sessions":
+            rec.denied_too_many_sessions += 1
+        else:
+            rec.denied_no_allocation += 1
+        out.append(
+            AccessDenied(
+                event_id=output_id("ad", group, sid, t, reason, renewal),
+                ts=from_micros(t),
+                group=group,
+                user_id=uid,
+                session_id=sid,
+                reason=reason,
+                renewal=renewal,
+            )
+        )
+
+    # -- timers ------------------------------------------------------------------
+
+    def _return(self, entry: list[int], out: list[OutputEvent]) -> None:
+        instant, count = entry
+        rec = self.record
+        rec.in_use -= count
+        rec.returned += count
+        self._touch(TOUCH_RETURN, instant)
+        out.append(
+            PassReturned(
+                event_id=output_id("pr", self.group, instant),
+                ts=from_micros(instant),
+                group=self.group,
+                count=count,
+                consumed_at=from_micros(instant - self._lifetime),
+                available=self.available,
+                capacity=self.capacity,
+            )
+        )
+
+    def _expire(self, entry: tuple[int, str]) -> None:
+        instant, sid = entry
+        session = self.sessions.get(sid)
+        if (
+            session is not None
+            and session.state == OPEN
+            and session.last_activity + self._timeout == instant
+        ):
+            self._close(session, sid, SessionState.TIMED_OUT, instant)
+
+    def _renew(self, entry: tuple[int, int, str], out: list[OutputEvent]) -> None:
+        w, seq, key = entry
+        holder = self.holders.get(key)
+        if holder is None or holder.window_end != w or holder.window_seq != seq:
+            return  # stale: the window was replaced or its holder is gone
+        if not holder.sessions:  # window over, nobody left: forget the holder (R2)
+            del self.holders[key]
+            self._touch(TOUCH_HOLDER, key)
+            return
+        uid = holder.user_id
+        if uid is not None and uid in self.uap:  # a UAP was assigned meanwhile (R9)
+            holder.window_end = 0
+            self._touch(TOUCH_HOLDER, key)
+            return
+        self._cover(key, holder, w, out)  # R3, R8
+
+    def _forget(self, entry: tuple[int, str]) -> None:
+        instant, sid = entry
+        session = self.sessions.get(sid)
+        if (
+            session is not None
+            and session.state != OPEN
+            and session.closed_at + self._horizon == instant
+        ):
+            del self.sessions[sid]
+            self._touch(TOUCH_SESSION, sid)
+
+    # -- records -----------------------------------------------------------------
+
+    def set_tokens(self, tokens: int) -> None:
+        self.record.tokens = tokens
+
+    def _touch(self, kind: int, key: str | int) -> None:
+        journal = self.journal
+        if journal is not None:
+            journal.append((kind, key))
+
+    def load(
+        self,
+        record: PoolRecord,
+        sessions: dict[str, Session],
+        holders: dict[str, Holder],
+        returns: list[tuple[int, int]],
+    ) -> None:
+        """Install persisted records and rebuild the timer queues from them."""
+        self.record = record
+        self.sessions = sessions
+        self.holders = holders
+        self._returns = deque([instant, count] for instant, count in sorted(returns))
+        self._windows = deque(
+            sorted(
+                (h.window_end, h.window_seq, key) for key, h in holders.items() if h.window_end
+            )
+        )
+        open_deadlines: list[tuple[int, int, str]] = []
+        forget: list[tuple[int, int, str]] = []
+        for sid, s in sessions.items():
+            if s.state == OPEN:
+                open_deadlines.append((s.last_activity + self._timeout, s.seq, sid))
+            else:
+                forget.append((s.closed_at + self._horizon, s.seq, sid))
+        self._expiries = deque((at, sid) for at, _, sid in sorted(open_deadlines))
+        self._purges = deque((at, sid) for at, _, sid in sorted(forget))
+        self._next_due = min(
+            self._returns[0][0] if self._returns else NEVER,
+            self._windows[0][0] if self._windows else NEVER,
+            self._expiries[0][0] if self._expiries else NEVER,
+            self._purges[0][0] if self._purges else NEVER,
+        )
+
