@@ -1,7 +1,7 @@
 """How many tokens a group of similar users needs (R12), in exact arithmetic.
 
-tokens = ceil(people × passes_per_person × (1 + buffer) / passes_per_token). Fractions,
-never binary floats, so 103 × 4 × 1.2 / 10 is 49.4 and rounds up to 50, not 49.
+tokens = ceil(people x passes_per_person x (1 + buffer) / passes_per_token). Fractions,
+never binary floats, so 103 x 4 x 1.2 / 10 is 49.4 and rounds up to 50, not 49.
 """
 
 from decimal import Decimal

@@ -1,4 +1,4 @@
-"""One login access group: its passes, holders, sessions and timers (R1–R8, R13).
+"""One login access group: its passes, holders, sessions and timers (R1-R8, R13).
 
 Every timer is a FIFO queue, not a heap: a group's clock never goes back, so return
 instants, window ends, inactivity deadlines and dedupe deadlines are appended in
@@ -42,6 +42,7 @@ class Pool:
 
     __slots__ = (
         "_expiries",
+        "_horizon",
         "_lifetime",
         "_max_devices",
         "_next_due",
@@ -51,7 +52,6 @@ class Pool:
         "_timeout",
         "_window",
         "_windows",
-        "_horizon",
         "group",
         "holders",
         "journal",

@@ -1,0 +1,1 @@
+"""The imperative shell: Kafka wiring, command-line tools and metrics around `rules`."""

@@ -1,0 +1,134 @@
+"""`tokenpool` command line: one subcommand per job, each a thin shell over `rules`."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from rules import Engine, estimate_tokens
+from schemas import Timestamp, to_micros
+from stream_app.settings import add_rule_options, rule_config
+
+_timestamp = msgspec.json.Decoder(Timestamp)
+
+
+def _parse_ts(text: str) -> datetime:
+    try:
+        return _timestamp.decode(msgspec.json.encode(text))
+    except msgspec.DecodeError:
+        raise argparse.ArgumentTypeError(
+            f"not an RFC 3339 timestamp with offset: {text!r} (e.g. 2026-11-01T09:00:00Z)"
+        ) from None
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from stream_app import replay
+
+    engine = Engine(rule_config(args))
+    if args.resume:
+        with open(args.resume, "rb") as f:
+            engine = Engine.restore(f.read(), rule_config(args))
+    until = to_micros(args.until) if args.until else None
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    buffer: list[bytes] = []
+
+    def emit(line: bytes) -> None:
+        buffer.append(line)
+        if len(buffer) >= 4096:
+            out.write(b"\n".join(buffer) + b"\n")
+            buffer.clear()
+
+    try:
+        report = replay.replay(args.file, engine, emit, until, progress=sys.stderr)
+        if buffer:
+            out.write(b"\n".join(buffer) + b"\n")
+    finally:
+        if args.out:
+            out.close()
+        else:
+            out.flush()
+    for number, reason in report.errors:
+        print(f"{args.file}:{number}: skipped: {reason}", file=sys.stderr)
+    if args.state:
+        replay.write_state(args.state, engine, until)
+    if args.checkpoint:
+        with open(args.checkpoint, "wb") as f:
+            f.write(engine.snapshot())
+    replay.print_summary(engine, report, sys.stderr)
+    return 1 if args.strict and report.errors else 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    try:
+        result = estimate_tokens(args.people, args.passes, args.buffer)
+    except (ValueError, ArithmeticError) as exc:
+        print(f"tokenpool estimate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        return 0
+    print(
+        f"{result.people} people x {result.passes_per_person} passes"
+        f" x (1 + {result.buffer_percent}%) / 10 = {result.exact}"
+        f" -> {result.tokens} tokens"
+    )
+    if result.recommend_user_access:
+        print(
+            f"more than 10 passes per person per 28 days: {result.user_access_tokens}"
+            " user access passes (1 token each) cost less than login access"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenpool",
+        description="Mirror token-based access licensing from session events.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "replay",
+        help="run a JSON Lines history through the rules, without Kafka",
+        description="Apply a replay file ({topic, value} per line) in event-time order; "
+        "write outputs as JSON Lines and print a summary per group.",
+    )
+    p.add_argument("file", metavar="IN.jsonl", help="replay file")
+    p.add_argument("--until", type=_parse_ts, help="stop at this instant; timers due by it fire")
+    p.add_argument("--out", metavar="OUT.jsonl", help="write outputs here (default: stdout)")
+    p.add_argument("--state", metavar="STATE.json", help="write the final pool state here")
+    p.add_argument("--checkpoint", metavar="FILE", help="save the whole engine state at the end")
+    p.add_argument("--resume", metavar="FILE", help="start from a state saved by --checkpoint")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any line was malformed")
+    add_rule_options(p)
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser(
+        "estimate",
+        help="tokens a group of similar users needs (exact arithmetic)",
+        description="tokens = ceil(people x passes per person x (1 + buffer) / 10)",
+    )
+    p.add_argument("--people", type=int, required=True, help="people in the group")
+    p.add_argument("--passes", required=True, help="login access passes per person per 28 days")
+    p.add_argument("--buffer", default="20", help="headroom in percent (default: 20)")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(func=_cmd_estimate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
