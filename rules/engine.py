@@ -126,10 +126,11 @@ class Engine:
 
     # -- allocations (R9, R10) ---------------------------------------------------
 
-    def _counted(self, skip: str | None = None) -> Iterator[int]:
+    def _counted(self, t: int, skip: str | None = None) -> Iterator[int]:
+        """Each group's counted tokens at `t`, returns due by then deducted (SPEC §2)."""
         for name, pool in self.pools.items():
             if name != skip:
-                yield pool.counted_tokens
+                yield pool.counted_tokens_at(t)
 
     def _reject(self, ev: Allocation, t: int, reason: str, out: list[OutputEvent]) -> None:
         out.append(
@@ -143,11 +144,12 @@ class Engine:
 
     def _licence(self, ev: Licence, out: list[OutputEvent]) -> None:
         t = self.ledger.at(to_micros(ev.ts))
-        reason = self.ledger.set_licence(ev.total_tokens, t, self._counted())
+        reason = self.ledger.set_licence(ev.total_tokens, t, self._counted(t))
         if reason is not None:
             self._reject(ev, t, reason, out)
 
     def _login_group(self, ev: LoginGroup, out: list[OutputEvent]) -> None:
+        created = ev.group not in self.pools
         pool = self.pool(ev.group)
         t = pool.at(to_micros(ev.ts), out)
         self.ledger.at(t)
@@ -155,15 +157,17 @@ class Engine:
         old_tokens = pool.record.tokens
         pool.set_tokens(ev.tokens)
         if pool.counted_tokens > before:  # lowering is always accepted (R10)
-            reason = self.ledger.fits(pool.counted_tokens, t, self._counted(skip=ev.group))
+            reason = self.ledger.fits(pool.counted_tokens, t, self._counted(t, skip=ev.group))
             if reason is not None:
                 pool.set_tokens(old_tokens)
+                if created:  # a rejected allocation changes nothing, not even the group list
+                    del self.pools[ev.group]
                 self._reject(ev, t, reason, out)
 
     def _user_access(self, ev: UserAccess, out: list[OutputEvent]) -> None:
         t = self.ledger.at(to_micros(ev.ts))
         if ev.action == "assign":
-            reason = self.ledger.assign(ev.user_id, t, self._counted())
+            reason = self.ledger.assign(ev.user_id, t, self._counted(t))
             if reason is not None:
                 self._reject(ev, t, reason, out)
         else:

@@ -103,6 +103,16 @@ class Pool:
         ppt = self._passes_per_token
         return max(self.record.tokens, -(-self.record.in_use // ppt))
 
+    def counted_tokens_at(self, t: int) -> int:
+        """`counted_tokens` as of `t`, with the returns due by `t` deducted, without firing
+        them: the ledger reads other groups at an allocation's instant."""
+        in_use = self.record.in_use
+        for instant, count in self._returns:
+            if instant > t:
+                break
+            in_use -= count
+        return max(self.record.tokens, -(-in_use // self._passes_per_token))
+
     def returns_calendar(self) -> list[tuple[int, int]]:
         """(instant, passes returning then), soonest first."""
         return [(instant, count) for instant, count in self._returns]
@@ -186,9 +196,9 @@ class Pool:
         sid = ev.session_id
         known = self.sessions.get(sid)
         if known is not None:
-            if known.state == OPEN:  # a repeated start of an open session is activity (R13)
-                self._activity(known, sid, t)
-            else:  # a closed session id inside the dedupe horizon (R13)
+            if known.state == OPEN and ts > known.last_activity:
+                self._activity(known, sid, t)  # a repeated start of an open session (R13)
+            else:  # a closed session id inside the dedupe horizon, or a redelivery (R13)
                 self.record.ignored_events += 1
             return
         uid = ev.user_id
@@ -227,7 +237,8 @@ class Pool:
         t = self.at(ts, out)
         sid = ev.session_id
         session = self.sessions.get(sid)
-        if session is None or session.state != OPEN:  # not open: counted, not applied (R4)
+        if session is None or session.state != OPEN or ts <= session.last_activity:
+            # not open (R4), or no newer than activity already applied: a repeat (R13)
             self.record.ignored_events += 1
             return
         self._activity(session, sid, t)
