@@ -1,0 +1,422 @@
+"""Engine cost in one run: throughput beside msgspec decoding, and flatness in pool size.
+
+Two questions decide whether the engine can sit behind a Kafka consumer:
+
+1. Throughput. Decoding a record with msgspec is the cheapest thing any consumer
+   does with it; the engine should not be much slower than that. On a synthetic site
+   (10 000 users, 50 groups, four weeks of starts, heartbeats and ends, encoded to the
+   wire JSON of each topic) we time (a) decode only and (b) decode + `Engine.apply`
+   of every event, with the same bytes and decoders. Goal: (b) reaches at least 15 %
+   of (a)'s events per second.
+2. Flatness. One event must cost the same whatever the pool holds (SPEC §6, the
+   timer queues in `rules/pool.py`). For capacities of 10, 1 000 and 100 000 passes,
+   a single group is filled to ~90 % with anonymous sessions (the cheapest way to
+   consume passes), its timers are run out, and then one fixed mix of starts,
+   heartbeats and ends is timed. Goal: largest / smallest µs per event within 1.3x.
+
+The mix is the same events at every size and must have the same outcomes, or the
+sizes would time different code paths. With 90 % of 10 passes in use only one pass
+is free, so the mix consumes 8 passes, each balanced by a pre-filled pass returning
+at that very instant (consumed exactly 28 days before): every size then consumes 8,
+returns 8 and denies none, and the rest of the mix is sessions joining and using
+their holders' open windows (R1, R2). The table lists the outcomes to prove it.
+
+Timing: `time.perf_counter`, median of `--runs` (default 5) runs, `gc.collect()`
+before each run and the collector off while timing (as `timeit` does), unless
+`--gc` keeps it on. Inputs are built outside the timed regions. CPU time
+(`time.process_time`) is shown beside wall time: on a shared machine it is the
+steadier figure.
+"""
+
+import argparse
+import gc
+import platform
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from rules import Engine
+from schemas import (
+    AccessDenied,
+    InputEvent,
+    Licence,
+    LoginGroup,
+    OutputEvent,
+    PassConsumed,
+    PassReturned,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+    encode,
+    from_micros,
+    input_decoder,
+    to_micros,
+)
+from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
+
+THROUGHPUT_GOAL = 0.15
+FLATNESS_GOAL = 1.3
+
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+LIFETIME = 28 * DAY
+"""The default pass lifetime (R7); the flatness mix aligns its returns with it."""
+
+
+class Timing(msgspec.Struct, frozen=True):
+    """Seconds of one timed run: wall clock (`perf_counter`, the figure the goals use)
+    and this process's CPU time (`process_time`), which time spent waiting for a core
+    on a shared machine does not inflate."""
+
+    wall: float
+    cpu: float
+
+
+def timed_runs(run: Callable[[], object], runs: int, keep_gc: bool) -> list[Timing]:
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        if not keep_gc:
+            gc.disable()
+        try:
+            c0, t0 = time.process_time(), time.perf_counter()
+            run()
+            t1, c1 = time.perf_counter(), time.process_time()
+            times.append(Timing(t1 - t0, c1 - c0))
+        finally:
+            gc.enable()
+    return times
+
+
+def median(times: list[Timing]) -> Timing:
+    return Timing(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
+
+
+# -- 1. throughput ------------------------------------------------------------------
+
+
+def throughput(args: argparse.Namespace) -> tuple[list[str], float]:
+    t0 = time.perf_counter()
+    events = list(generate(users=args.users, groups=args.groups, days=args.days, seed=args.seed))
+    generated = time.perf_counter() - t0
+    topics = Counter(str(topic) for topic, _ in events)
+    # Wire bytes per topic, with the strict decoder that topic's consumer uses.
+    records = [(input_decoder(topic).decode, encode(ev)) for topic, ev in events]
+    for (decode, data), (_, ev) in zip(records[:1000], events[:1000], strict=True):
+        assert decode(data) == ev, "encode/decode round trip changed an event"
+    wire_bytes = sum(len(data) for _, data in records)
+    del events
+    n = len(records)
+
+    def decode_only() -> None:
+        for decode, data in records:
+            decode(data)
+
+    outcomes: Counter[str] = Counter()
+
+    def decode_apply() -> None:
+        engine = Engine()
+        apply = engine.apply
+        out: list[OutputEvent] = []
+        for decode, data in records:
+            apply(decode(data), out)
+        outcomes.clear()
+        outcomes.update(_outcome(o) for o in out)
+
+    if args.gc:
+        gc.freeze()  # the inputs are long-lived: do not scan them on every collection
+    dec_t = median(timed_runs(decode_only, args.runs, args.gc))
+    both_t = median(timed_runs(decode_apply, args.runs, args.gc))
+    dec, both = dec_t.wall, both_t.wall
+    if args.gc:
+        gc.unfreeze()
+    ratio = dec / both
+
+    lines = [
+        "## 1. Throughput: synthetic site, decode vs decode + apply",
+        "",
+        f"Workload: {args.users:,} users, {args.groups} groups, {args.days} days, "
+        f"seed {args.seed}: {n:,} events ({_counts(topics)}), "
+        f"{wire_bytes / 1e6:.1f} MB of wire JSON; generated in {generated:.1f} s.",
+        f"Engine outputs: {_counts(outcomes)}.",
+        "",
+        "| path | median s | events/s | µs/event | CPU µs/event |",
+        "|---|---:|---:|---:|---:|",
+        f"| (a) msgspec decode only | {dec:.3f} | {n / dec:,.0f} | {dec / n * 1e6:.2f} | "
+        f"{dec_t.cpu / n * 1e6:.2f} |",
+        f"| (b) decode + Engine.apply | {both:.3f} | {n / both:,.0f} | "
+        f"{both / n * 1e6:.2f} | {both_t.cpu / n * 1e6:.2f} |",
+        f"| apply alone, (b) - (a) | {both - dec:.3f} | {n / (both - dec):,.0f} | "
+        f"{(both - dec) / n * 1e6:.2f} | {(both_t.cpu - dec_t.cpu) / n * 1e6:.2f} |",
+        "",
+        f"(b) / (a) events/s: **{ratio:.1%}** (goal ≥ {THROUGHPUT_GOAL:.0%}): "
+        f"{'met' if ratio >= THROUGHPUT_GOAL else 'NOT met'}; "
+        f"by CPU time {dec_t.cpu / both_t.cpu:.1%}.",
+        "",
+    ]
+    return lines, ratio
+
+
+# -- 2. flatness in pool size ---------------------------------------------------------
+
+MIX_USERS = 6
+"""Identified users in the mix: each logs in once (one pass) and works in its window."""
+MIX_ANONYMOUS = 2
+"""Anonymous sessions in the mix: one pass each."""
+MIX_CONSUMED = MIX_USERS + MIX_ANONYMOUS
+LANES = 3
+"""Devices an identified user keeps busy at once (R5 allows 5)."""
+BEATS = 8
+"""Heartbeats per identified session, so ~80 % of the mix is heartbeats, as on a site."""
+ACTIVE = 55 * MINUTE
+"""Each holder's activity ends inside its 60-minute window: no renewal in the mix."""
+
+
+def _ev(kind: type, t: int, group: str, sid: str, uid: str | None, **extra: Any) -> Any:
+    return kind(
+        event_id=f"{sid}@{t}", ts=from_micros(t), group=group, session_id=sid, user_id=uid, **extra
+    )
+
+
+def pool_mix(group: str, m0: int, per_consumer: int) -> list[InputEvent]:
+    """The fixed mix at `m0` (µs): consumer k logs in at `m0 + k·5 min`; identified
+    users then cycle sessions on 3 devices (start, heartbeats, end; now and then a
+    redelivered end or start, which R13 ignores), anonymous sessions heartbeat, and
+    everyone is gone before their window ends."""
+    items: list[tuple[int, int, InputEvent]] = []
+
+    def add(t: int, ev: InputEvent) -> None:
+        items.append((t, len(items), ev))
+
+    for k in range(MIX_CONSUMED):
+        s = m0 + k * 5 * MINUTE
+        if k < MIX_USERS:
+            uid = f"mix-u{k}"
+            step = ACTIVE * LANES // per_consumer
+            for lane in range(LANES):
+                t, j = s + lane * SECOND, 0
+                while t + (BEATS + 1) * step <= s + ACTIVE:
+                    sid = f"{uid}-l{lane}-{j}"
+                    add(t, _ev(SessionStart, t, group, sid, uid, device_id=f"{uid}-d{lane}"))
+                    for b in range(1, BEATS + 1):
+                        add(t + b * step, _ev(SessionHeartbeat, t + b * step, group, sid, uid))
+                    t += (BEATS + 1) * step
+                    reason = "logout" if j % 2 else "browser_closed"
+                    add(t, _ev(SessionEnd, t, group, sid, uid, reason=reason))
+                    if j % 10 == 9:  # redeliveries: change nothing (R13)
+                        add(t + 1, _ev(SessionEnd, t + 1, group, sid, uid, reason=reason))
+                        add(t + 2, _ev(SessionStart, t + 2, group, sid, uid))
+                    t += step
+                    j += 1
+        else:
+            sid = f"mix-a{k}"
+            step = ACTIVE // per_consumer
+            add(s, _ev(SessionStart, s, group, sid, None))
+            t = s + step
+            while t < s + ACTIVE:
+                add(t, _ev(SessionHeartbeat, t, group, sid, None))
+                t += step
+            add(s + ACTIVE, _ev(SessionEnd, s + ACTIVE, group, sid, None, reason="logout"))
+    items.sort(key=lambda item: (item[0], item[1]))
+    return [ev for _, _, ev in items]
+
+
+def pool_prefill(group: str, capacity: int, m0: int) -> list[InputEvent]:
+    """Allocations, then ~90 % of `capacity` consumed by anonymous sessions (no
+    heartbeats: they time out). The first `MIX_CONSUMED` are consumed exactly one
+    lifetime before the mix's logins, so they return as the mix consumes; the rest
+    return after the mix. None of their timers (timeout, window end, forgetting the
+    session 24 h after it closed) falls inside the mix: starts stop 2 h before it and
+    skip the hours whose sessions would be forgotten during it, so at the mix sessions
+    closed in the last ~20 h are still remembered, as on a live site."""
+    fill = round(capacity * 0.9)
+    if fill < MIX_CONSUMED:
+        raise ValueError(f"capacity {capacity} is too small for the mix")
+    tokens = -(-capacity // 10)
+    t_alloc = m0 - LIFETIME - DAY
+    events: list[InputEvent] = [
+        Licence(event_id="bench-licence", ts=from_micros(t_alloc), total_tokens=2 * tokens),
+        LoginGroup(event_id="bench-group", ts=from_micros(t_alloc), group=group, tokens=tokens),
+    ]
+    instants = [m0 - LIFETIME + k * 5 * MINUTE for k in range(MIX_CONSUMED)]
+    rest = fill - MIX_CONSUMED
+    first, gap_start, gap_end, last = m0 - 26 * DAY, m0 - 25 * HOUR, m0 - 22 * HOUR, m0 - 2 * HOUR
+    span = (gap_start - first) + (last - gap_end)
+    for i in range(rest):
+        x = i * span // max(rest, 1)
+        instants.append(first + x if first + x < gap_start else gap_end + x - (gap_start - first))
+    for i, t in enumerate(instants):
+        events.append(_ev(SessionStart, t, group, f"fill-{i}", None))
+    return events
+
+
+def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
+    group = "bench"
+    m0 = to_micros(DEFAULT_START) + 40 * DAY
+    mix = pool_mix(group, m0, args.mix_per_consumer)
+    n = len(mix)
+    kinds = Counter(type(ev).__name__ for ev in mix)
+    rows = []
+    medians: list[float] = []
+    cpu_medians: list[float] = []
+    seen: list[Counter[str]] = []
+    for capacity in args.sizes:
+        prefill = pool_prefill(group, capacity, m0)
+        times: list[Timing] = []
+        state: dict[str, Any] = {}
+        for _ in range(args.runs):
+            engine = Engine()
+            out: list[OutputEvent] = []
+            for ev in prefill:
+                engine.apply(ev, out)
+            engine.advance(m0 - 1, out)  # run every pre-fill timer out, untimed
+            pool = engine.pools[group]
+            state = {
+                "in_use": pool.record.in_use,
+                "sessions": len(pool.sessions),
+                "returns": len(pool.returns_calendar()),
+            }
+            out.clear()
+            apply = engine.apply
+
+            def run(
+                apply: Callable[[InputEvent, list[OutputEvent]], None] = apply,
+                out: list[OutputEvent] = out,
+            ) -> None:
+                for ev in mix:
+                    apply(ev, out)
+
+            times += timed_runs(run, 1, args.gc)
+            outcomes = Counter(_outcome(o) for o in out)
+            state["outcomes"] = outcomes
+            state["after"] = pool.record.in_use
+        med = median(times)
+        medians.append(med.wall / n * 1e6)
+        cpu_medians.append(med.cpu / n * 1e6)
+        oc = state["outcomes"]
+        seen.append(oc)
+        rows.append(
+            f"| {capacity:,} | {state['in_use']:,} ({state['in_use'] / capacity:.0%}) | "
+            f"{state['returns']:,} | {state['sessions']:,} | {med.wall / n * 1e6:.2f} | "
+            f"{min(t.wall for t in times) / n * 1e6:.2f} | "
+            f"{max(t.wall for t in times) / n * 1e6:.2f} | {med.cpu / n * 1e6:.2f} | "
+            f"{_consumed(oc)} / {oc['returned']} / {_denied(oc)} | {state['after']:,} |"
+        )
+    spread = max(medians) / min(medians)
+    lines = [
+        "## 2. Flatness: µs per event vs pool size",
+        "",
+        f"One group; the same {n:,}-event mix at every size ({_counts(kinds)}); "
+        "Engine.apply only (events pre-decoded).",
+        "",
+        "| capacity (passes) | in use before mix | return instants queued | "
+        "sessions remembered | µs/event median | min | max | CPU µs/event | "
+        "mix consumed / returned / denied | in use after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        *rows,
+        "",
+        f"Largest / smallest median µs/event: **{spread:.2f}x** "
+        f"(goal ≤ {FLATNESS_GOAL}x): {'met' if spread <= FLATNESS_GOAL else 'NOT met'}; "
+        f"by CPU time {max(cpu_medians) / min(cpu_medians):.2f}x.",
+        "",
+    ]
+    if any(oc != seen[0] for oc in seen):
+        lines[-1:-1] = [
+            "WARNING: the mix had different outcomes at different sizes, so "
+            "the sizes timed different code paths.",
+            "",
+        ]
+    return lines, spread
+
+
+# -- report -------------------------------------------------------------------------
+
+
+def _outcome(o: OutputEvent) -> str:
+    if isinstance(o, PassConsumed):
+        return f"consumed_{o.reason}"
+    if isinstance(o, PassReturned):
+        return "returned"
+    if isinstance(o, AccessDenied):
+        return f"denied_{o.reason}" + ("_renewal" if o.renewal else "")
+    return "rejected"
+
+
+def _consumed(c: Counter[str]) -> int:
+    return c["consumed_login"] + c["consumed_renewal"]
+
+
+def _denied(c: Counter[str]) -> int:
+    return sum(v for k, v in c.items() if k.startswith("denied"))
+
+
+def _counts(c: Counter[str]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(c.items()))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.engine_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--groups", type=int, default=50)
+    ap.add_argument("--days", type=int, default=29)
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per figure (median)")
+    ap.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10, 1_000, 100_000],
+        help="pool capacities in passes",
+    )
+    ap.add_argument(
+        "--mix-per-consumer",
+        type=int,
+        default=6_000,
+        help="mix events per consuming holder (8 holders)",
+    )
+    ap.add_argument("--gc", action="store_true", help="keep the garbage collector on while timing")
+    ap.add_argument("--out", help="also write the markdown report to this file")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met (for CI)")
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    head = [
+        "# tokenpool engine benchmark",
+        "",
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"msgspec {msgspec.__version__}, {platform.machine()}, "
+        f"median of {args.runs} runs, gc {'on' if args.gc else 'off'} while timing.",
+        "",
+    ]
+    print("\n".join(head), flush=True)
+    part1, ratio = throughput(args)
+    print("\n".join(part1), flush=True)
+    part2, spread = flatness(args)
+    print("\n".join(part2), flush=True)
+    tail = [f"Total bench time {time.perf_counter() - started:.0f} s.", ""]
+    print("\n".join(tail))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write("\n".join(head + part1 + part2 + tail))
+    met = ratio >= THROUGHPUT_GOAL and spread <= FLATNESS_GOAL
+    return 1 if args.strict and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
