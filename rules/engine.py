@@ -71,6 +71,11 @@ class Engine:
 
     def apply(self, event: InputEvent, out: list[OutputEvent]) -> None:
         """Apply one input event; its outputs (and those of timers it fires) go to `out`."""
+        if type(event) is SessionHeartbeat:  # most events: skip the dispatch
+            pool = self.pools.get(event.group)
+            if pool is not None:
+                pool.heartbeat(event, to_micros(event.ts), out)
+                return
         self._dispatch[type(event)](event, out)  # type: ignore[operator]
 
     def advance(self, ts: int, out: list[OutputEvent]) -> None:
@@ -170,8 +175,10 @@ class Engine:
             reason = self.ledger.assign(ev.user_id, t, self._counted(t))
             if reason is not None:
                 self._reject(ev, t, reason, out)
-        else:
+        elif ev.user_id in self.ledger.uap:
             self.ledger.remove(ev.user_id, t)
+            for pool in self.pools.values():
+                pool.uap_removed(ev.user_id)
 
     # -- views -------------------------------------------------------------------
 

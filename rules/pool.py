@@ -1,11 +1,13 @@
 """One login access group: its passes, holders, sessions and timers (R1-R8, R13).
 
-Every timer is a FIFO queue, not a heap: a group's clock never goes back, so return
-instants, window ends, inactivity deadlines and dedupe deadlines are appended in
-order. Entries made stale by later activity are skipped when they come due. One
-event therefore costs O(1) whatever the pool's capacity or passes in use.
+A group's clock never goes back, so return instants, window ends and dedupe
+deadlines are appended in time order: FIFO queues, O(1) each. Inactivity deadlines
+move with every heartbeat, so they sit in a heap with one entry per open session that
+is re-armed when it comes due early, not one entry per heartbeat. One event therefore
+costs the same whatever the pool's capacity or passes in use.
 """
 
+import heapq
 from collections import deque
 
 from rules.config import Config, Durations
@@ -50,6 +52,7 @@ class Pool:
         "_purges",
         "_returns",
         "_timeout",
+        "_uncovered",
         "_window",
         "_windows",
         "group",
@@ -83,7 +86,10 @@ class Pool:
         self.holders: dict[str, Holder] = {}
         self._returns: deque[list[int]] = deque()
         self._windows: deque[tuple[int, int, str]] = deque()
-        self._expiries: deque[tuple[int, str]] = deque()
+        self._expiries: list[tuple[int, int, str]] = []
+        """Heap of (deadline, session seq, session id), one per open session."""
+        self._uncovered: set[str] = set()
+        """Holders whose user access pass was removed while their sessions were open."""
         self._purges: deque[tuple[int, str]] = deque()
         self._next_due = NEVER
 
@@ -157,37 +163,45 @@ class Pool:
         return None if self._next_due == NEVER else self._next_due
 
     def _fire(self, until: int, out: list[OutputEvent]) -> None:
-        """Fire timers in time order; at one instant: returns, then inactivity timeouts
+        """Fire timers in time order. At one instant: returns, then inactivity timeouts
         (a session whose deadline is `w` is not open at `w`, R4), then renewals in
-        window-open order, then forgetting closed sessions."""
-        returns, expiries, windows, purges = (
+        window-open order. Timeouts and forgetting closed sessions emit nothing, so
+        they are only drained up to the next renewal and in bulk at the end."""
+        returns, windows, expiries, purges = (
             self._returns,
-            self._expiries,
             self._windows,
+            self._expiries,
             self._purges,
         )
-        while self._next_due <= until:
-            due = self._next_due
-            if returns and returns[0][0] == due:
+        while True:
+            r = returns[0][0] if returns else NEVER
+            w = windows[0][0] if windows else NEVER
+            if r <= w:
+                if r > until:
+                    break
                 self._return(returns.popleft(), out)
-            while expiries and expiries[0][0] == due:
-                self._expire(expiries.popleft())
-            while windows and windows[0][0] == due:
-                self._renew(windows.popleft(), out)
-            while purges and purges[0][0] == due:
-                self._forget(purges.popleft())
-            self._next_due = min(
-                returns[0][0] if returns else NEVER,
-                expiries[0][0] if expiries else NEVER,
-                windows[0][0] if windows else NEVER,
-                purges[0][0] if purges else NEVER,
-            )
+            else:
+                if w > until:
+                    break
+                if expiries and expiries[0][0] <= w:
+                    self._expire(w)
+                while windows and windows[0][0] == w:
+                    self._renew(windows.popleft(), out)
+        if expiries and expiries[0][0] <= until:
+            self._expire(until)
+        # Forgetting closed sessions is no timer of its own: `start` checks the horizon
+        # itself, so the records only need to go some time after it, here.
+        while purges and purges[0][0] <= until:
+            self._forget(purges.popleft())
+        self._next_due = min(
+            returns[0][0] if returns else NEVER,
+            windows[0][0] if windows else NEVER,
+            expiries[0][0] if expiries else NEVER,
+        )
 
-    def _schedule(self, queue: deque[tuple[int, str]] | deque[tuple[int, int, str]],
-                  entry: tuple[int, str] | tuple[int, int, str]) -> None:
-        queue.append(entry)  # type: ignore[arg-type]
-        if entry[0] < self._next_due:
-            self._next_due = entry[0]
+    def _due(self, instant: int) -> None:
+        if instant < self._next_due:
+            self._next_due = instant
 
     # -- inputs ------------------------------------------------------------------
 
@@ -195,6 +209,9 @@ class Pool:
         t = self.at(ts, out)
         sid = ev.session_id
         known = self.sessions.get(sid)
+        if known is not None and known.state != OPEN and t >= known.closed_at + self._horizon:
+            del self.sessions[sid]  # closed longer ago than the dedupe horizon: a new session
+            known = None
         if known is not None:
             if known.state == OPEN and ts > known.last_activity:
                 self._activity(known, sid, t)  # a repeated start of an open session (R13)
@@ -234,20 +251,37 @@ class Pool:
         self._open(sid, key, holder, uid, t)
 
     def heartbeat(self, ev: SessionHeartbeat, ts: int, out: list[OutputEvent]) -> None:
-        t = self.at(ts, out)
+        # The hot path (most events are heartbeats): `at` and `_activity` inlined.
+        rec = self.record
+        clock = rec.clock
+        if clock is not None and ts < clock:
+            rec.late_events += 1
+            t = clock
+        else:
+            if ts >= self._next_due:
+                self._fire(ts, out)
+            rec.clock = t = ts
         sid = ev.session_id
         session = self.sessions.get(sid)
         if session is None or session.state != OPEN or ts <= session.last_activity:
             # not open (R4), or no newer than activity already applied: a repeat (R13)
-            self.record.ignored_events += 1
+            rec.ignored_events += 1
             return
-        self._activity(session, sid, t)
-        holder = self.holders[session.holder]
-        uid = holder.user_id
-        if holder.window_end == 0 and (uid is None or uid not in self.uap):
-            # The user access pass that covered these sessions was removed: continued
-            # use needs a login pass from now on (R3, R9).
-            self._cover(session.holder, holder, t, out)
+        session.last_activity = t
+        journal = self.journal
+        if journal is not None:
+            journal.append((TOUCH_SESSION, sid))
+        uid = session.user_id
+        if uid is not None:
+            uap = self.uap
+            if uid in uap:
+                uap[uid] = t
+                if journal is not None:
+                    journal.append((TOUCH_UAP, uid))
+            elif self._uncovered and session.holder in self._uncovered:
+                # The user access pass that covered these sessions was removed: continued
+                # use needs a login pass from now on (R3, R9).
+                self._cover(session.holder, self.holders[session.holder], t, out)
 
     def end(self, ev: SessionEnd, ts: int, out: list[OutputEvent]) -> None:
         t = self.at(ts, out)
@@ -261,8 +295,7 @@ class Pool:
     # -- rule steps --------------------------------------------------------------
 
     def _activity(self, session: Session, sid: str, t: int) -> None:
-        session.last_activity = t
-        self._schedule(self._expiries, (t + self._timeout, sid))
+        session.last_activity = t  # its heap entry is re-armed when it comes due
         self._touch(TOUCH_SESSION, sid)
         uid = session.user_id
         if uid is not None and uid in self.uap:
@@ -275,7 +308,9 @@ class Pool:
         self.sessions[sid] = Session(key, uid, t, OPEN, 0, rec.seq)
         holder.sessions.append(sid)
         rec.open_sessions += 1
-        self._schedule(self._expiries, (t + self._timeout, sid))
+        deadline = t + self._timeout
+        heapq.heappush(self._expiries, (deadline, rec.seq, sid))
+        self._due(deadline)
         self._touch(TOUCH_SESSION, sid)
         self._touch(TOUCH_HOLDER, key)
 
@@ -283,13 +318,14 @@ class Pool:
         session.state = state
         session.closed_at = t
         self.record.open_sessions -= 1
-        self._schedule(self._purges, (t + self._horizon, sid))
+        self._purges.append((t + self._horizon, sid))  # drained lazily, see _fire
         self._touch(TOUCH_SESSION, sid)
         key = session.holder
         holder = self.holders[key]
         holder.sessions.remove(sid)
         if not holder.sessions and holder.window_end == 0:
             del self.holders[key]  # covered by a UAP, nothing left to renew
+            self._uncovered.discard(key)
         self._touch(TOUCH_HOLDER, key)
 
     def _consume(
@@ -303,18 +339,25 @@ class Pool:
             returns[-1][1] += 1
         else:
             returns.append([back, 1])
-            if back < self._next_due:
-                self._next_due = back
-        self._touch(TOUCH_RETURN, back)
         rec.seq += 1
-        holder.window_end = t + self._window
+        end = holder.window_end = t + self._window
         holder.window_seq = rec.seq
-        self._schedule(self._windows, (holder.window_end, rec.seq, key))
-        self._touch(TOUCH_HOLDER, key)
-        if reason == "login":
+        self._windows.append((end, rec.seq, key))
+        due = min(end, back)
+        if due < self._next_due:
+            self._next_due = due
+        if self._uncovered:
+            self._uncovered.discard(key)
+        journal = self.journal
+        if journal is not None:
+            journal.append((TOUCH_RETURN, back))
+            journal.append((TOUCH_HOLDER, key))
+        login = reason == "login"
+        if login:
             rec.consumed_login += 1
         else:
             rec.consumed_renewal += 1
+        capacity = rec.tokens * self._passes_per_token
         out.append(
             PassConsumed(
                 event_id=output_id("pc", self.group, key, t),
@@ -322,10 +365,10 @@ class Pool:
                 group=self.group,
                 user_id=holder.user_id,
                 session_id=sid,
-                reason="login" if reason == "login" else "renewal",
+                reason="login" if login else "renewal",
                 returns_at=from_micros(back),
-                available=self.available,
-                capacity=self.capacity,
+                available=max(0, capacity - rec.in_use),
+                capacity=capacity,
             )
         )
 
@@ -340,6 +383,7 @@ class Pool:
         if key in self.holders:
             del self.holders[key]
             self._touch(TOUCH_HOLDER, key)
+        self._uncovered.discard(key)
 
     def _deny(
         self,
@@ -390,15 +434,22 @@ class Pool:
             )
         )
 
-    def _expire(self, entry: tuple[int, str]) -> None:
-        instant, sid = entry
-        session = self.sessions.get(sid)
-        if (
-            session is not None
-            and session.state == OPEN
-            and session.last_activity + self._timeout == instant
-        ):
-            self._close(session, sid, SessionState.TIMED_OUT, instant)
+    def _expire(self, until: int) -> None:
+        """Close the sessions whose inactivity deadline is due by `until` (R4); an entry
+        whose session saw activity since is re-armed at its real deadline."""
+        expiries = self._expiries
+        timeout = self._timeout
+        sessions = self.sessions
+        while expiries and expiries[0][0] <= until:
+            instant, seq, sid = heapq.heappop(expiries)
+            session = sessions.get(sid)
+            if session is None or session.seq != seq or session.state != OPEN:
+                continue
+            deadline = session.last_activity + timeout
+            if deadline > instant:
+                heapq.heappush(expiries, (deadline, seq, sid))
+            else:
+                self._close(session, sid, SessionState.TIMED_OUT, instant)
 
     def _renew(self, entry: tuple[int, int, str], out: list[OutputEvent]) -> None:
         w, seq, key = entry
@@ -433,9 +484,16 @@ class Pool:
         self.record.tokens = tokens
 
     def _touch(self, kind: int, key: str | int) -> None:
-        journal = self.journal
-        if journal is not None:
-            journal.append((kind, key))
+        if self.journal is not None:
+            self.journal.append((kind, key))
+
+    def uap_removed(self, user_id: str) -> None:
+        """The user's access pass is gone: open sessions it covered need a pass at their
+        next activity (R9)."""
+        key = user_holder(user_id)
+        holder = self.holders.get(key)
+        if holder is not None and holder.window_end == 0:
+            self._uncovered.add(key)
 
     def load(
         self,
@@ -454,19 +512,26 @@ class Pool:
                 (h.window_end, h.window_seq, key) for key, h in holders.items() if h.window_end
             )
         )
-        open_deadlines: list[tuple[int, int, str]] = []
-        forget: list[tuple[int, int, str]] = []
-        for sid, s in sessions.items():
-            if s.state == OPEN:
-                open_deadlines.append((s.last_activity + self._timeout, s.seq, sid))
-            else:
-                forget.append((s.closed_at + self._horizon, s.seq, sid))
-        self._expiries = deque((at, sid) for at, _, sid in sorted(open_deadlines))
-        self._purges = deque((at, sid) for at, _, sid in sorted(forget))
+        self._expiries = [
+            (sess.last_activity + self._timeout, sess.seq, sid)
+            for sid, sess in sessions.items()
+            if sess.state == OPEN
+        ]
+        heapq.heapify(self._expiries)
+        forget = sorted(
+            (sess.closed_at + self._horizon, sess.seq, sid)
+            for sid, sess in sessions.items()
+            if sess.state != OPEN
+        )
+        self._purges = deque((at, sid) for at, _, sid in forget)
+        self._uncovered = {
+            key
+            for key, h in holders.items()
+            if h.window_end == 0 and (h.user_id is None or h.user_id not in self.uap)
+        }
         self._next_due = min(
             self._returns[0][0] if self._returns else NEVER,
             self._windows[0][0] if self._windows else NEVER,
             self._expiries[0][0] if self._expiries else NEVER,
-            self._purges[0][0] if self._purges else NEVER,
         )
 
