@@ -125,3 +125,33 @@ def test_r9_use_in_any_group_counts_as_recent_use():
     assert [r.request.user_id for r in s.rejected()] == ["bob"]
     s.at(11, 9, 0).uap_assign("bob")
     assert len(s.rejected()) == 1
+
+
+def test_r9_removed_uap_means_the_next_activity_of_open_sessions_needs_a_login_pass():
+    """Sessions a UAP covered keep running after its removal, but continued use then
+    needs a login pass (R3), consumed at their next activity."""
+    s = Scenario.with_pool(tokens=1, licence=2).uap_assign("alice")
+    s.at(1, 9, 0).start("laptop", user="alice")
+    s.at(1, 9, 10).uap_remove("alice")
+    assert s.consumed() == []
+    s.at(1, 9, 15).heartbeat("laptop")
+    renewal = s.consumed()
+    assert [(c.reason, c.session_id) for c in renewal] == [("renewal", "laptop")]
+    assert s.in_use() == 1
+    s.at(1, 9, 20).heartbeat("laptop")  # inside the new window: nothing more
+    assert len(s.consumed()) == 1
+
+
+def test_r9_removed_uap_with_an_exhausted_pool_discontinues_the_open_sessions():
+    s = Scenario.with_pool(tokens=1, licence=2).uap_assign("alice")
+    s.at(1, 9, 0)
+    for n in range(10):
+        s.start(f"anon-{n}")
+    s.start("laptop", user="alice")
+    s.at(1, 9, 10).uap_remove("alice")
+    s.at(1, 9, 15).heartbeat("laptop")
+    assert [(d.reason, d.renewal, d.session_id) for d in s.denied()] == [
+        ("pool_exhausted", True, "laptop")
+    ]
+    s.at(1, 9, 20).heartbeat("laptop")  # discontinued: no longer open (R4)
+    assert s.pool().record.ignored_events == 1
