@@ -11,7 +11,7 @@ import msgspec
 
 from rules.config import Config
 from rules.ids import output_id
-from rules.ledger import Ledger, LedgerRecord
+from rules.ledger import NEVER_USED, Ledger, LedgerRecord
 from rules.pool import Journal, Pool
 from rules.records import Holder, PoolRecord, Session
 from schemas.inputs import (
@@ -24,6 +24,7 @@ from schemas.inputs import (
     SessionStart,
     UserAccess,
 )
+from schemas.internal import Grant, GroupTokens
 from schemas.outputs import AccessDenied, AllocationRejected, OutputEvent
 from schemas.replay import GroupSummary
 from schemas.timestamps import from_micros, to_micros
@@ -77,6 +78,22 @@ class Engine:
                 pool.heartbeat(event, to_micros(event.ts), out)
                 return
         self._dispatch[type(event)](event, out)  # type: ignore[operator]
+
+    def apply_grant(self, grant: Grant, out: list[OutputEvent]) -> None:
+        """Apply an allocation the ledger already accepted elsewhere (a stream's group
+        partitions): no check, the same effect as the accepted allocation here."""
+        t = to_micros(grant.ts)
+        if isinstance(grant, GroupTokens):
+            pool = self.pool(grant.group)
+            pool.at(t, out)
+            pool.set_tokens(grant.tokens)
+            return
+        uap = self.ledger.uap
+        if grant.assigned:
+            uap.setdefault(grant.user_id, NEVER_USED)
+        elif uap.pop(grant.user_id, None) is not None:
+            for pool in self.pools.values():
+                pool.uap_removed(grant.user_id)
 
     def advance(self, ts: int, out: list[OutputEvent]) -> None:
         """Move every group's clock to `ts` (µs), firing the timers due by then."""

@@ -36,6 +36,10 @@ class TimestampMerge(Generic[T]):
             if not self._queues[source]:
                 self._waiting -= 1
 
+    def starved(self) -> list[int]:
+        """Open sources with nothing buffered: the ones the merge is waiting for."""
+        return [i for i, q in enumerate(self._queues) if not q and not self._closed[i]]
+
     def pending(self) -> int:
         return sum(len(q) for q in self._queues)
 

@@ -35,7 +35,8 @@ TOUCH_HOLDER = 1
 TOUCH_RETURN = 2
 TOUCH_UAP = 3
 
-Journal = list[tuple[int, str | int]]
+Journal = list[tuple[int, str, str | int]]
+"""(what, group, key) of every keyed record an event touched."""
 
 
 class Pool:
@@ -118,6 +119,19 @@ class Pool:
                 break
             in_use -= count
         return max(self.record.tokens, -(-in_use // self._passes_per_token))
+
+    def returning_at(self, instant: int) -> int:
+        """Passes due back at `instant` (0 once they have returned)."""
+        returns = self._returns
+        if returns:
+            if returns[-1][0] == instant:
+                return returns[-1][1]
+            if returns[0][0] == instant:
+                return returns[0][1]
+        for at, count in returns:
+            if at == instant:
+                return count
+        return 0
 
     def returns_calendar(self) -> list[tuple[int, int]]:
         """(instant, passes returning then), soonest first."""
@@ -270,14 +284,14 @@ class Pool:
         session.last_activity = t
         journal = self.journal
         if journal is not None:
-            journal.append((TOUCH_SESSION, sid))
+            journal.append((TOUCH_SESSION, self.group, sid))
         uid = session.user_id
         if uid is not None:
             uap = self.uap
             if uid in uap:
                 uap[uid] = t
                 if journal is not None:
-                    journal.append((TOUCH_UAP, uid))
+                    journal.append((TOUCH_UAP, self.group, uid))
             elif self._uncovered and session.holder in self._uncovered:
                 # The user access pass that covered these sessions was removed: continued
                 # use needs a login pass from now on (R3, R9).
@@ -350,8 +364,8 @@ class Pool:
             self._uncovered.discard(key)
         journal = self.journal
         if journal is not None:
-            journal.append((TOUCH_RETURN, back))
-            journal.append((TOUCH_HOLDER, key))
+            journal.append((TOUCH_RETURN, self.group, back))
+            journal.append((TOUCH_HOLDER, self.group, key))
         login = reason == "login"
         if login:
             rec.consumed_login += 1
@@ -485,7 +499,7 @@ class Pool:
 
     def _touch(self, kind: int, key: str | int) -> None:
         if self.journal is not None:
-            self.journal.append((kind, key))
+            self.journal.append((kind, self.group, key))
 
     def uap_removed(self, user_id: str) -> None:
         """The user's access pass is gone: open sessions it covered need a pass at their

@@ -83,6 +83,23 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from stream_app.app import Worker
+    from stream_app.config import from_args
+
+    config = from_args(args)
+    logging.getLogger("tokenpool").info(
+        "starting worker app_id=%s broker=%s mode=%s partitions=%d web=%s:%d",
+        config.app_id, config.broker, config.mode, config.partitions,
+        config.web_host, config.web_port,
+    )
+    worker = Worker(config)
+    faust.Worker(worker.app, loglevel=args.log_level.lower()).execute_from_commandline()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenpool",
@@ -106,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if any line was malformed")
     add_rule_options(p)
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser(
+        "worker",
+        help="run the streaming service (Faust worker)",
+        description="Consume session and allocation topics, keep pool state in "
+        "changelog-backed tables, emit pass and denial events, serve /metrics and /health.",
+    )
+    from stream_app.config import add_worker_options
+
+    add_worker_options(p)
+    p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser(
         "estimate",

@@ -1,0 +1,40 @@
+"""Wire types of the worker's internal topics.
+
+Allocation changes are decided once, by the single-writer ledger, and only then
+reach the group partitions as grants: pools never decide them twice.
+"""
+
+import msgspec
+
+from schemas.timestamps import Timestamp
+
+
+class GroupTokens(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="group_tokens"):
+    """An accepted login_group allocation for one group."""
+
+    event_id: str
+    ts: Timestamp
+    group: str
+    tokens: int
+
+
+class UserAccessChange(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="user_access"
+):
+    """An accepted UAP assign or remove, sent to every group partition."""
+
+    event_id: str
+    ts: Timestamp
+    user_id: str
+    assigned: bool
+
+
+Grant = GroupTokens | UserAccessChange
+
+
+class Tick(msgspec.Struct, frozen=True, kw_only=True):
+    """Wall-clock time reaching one partition, so timers fire with no traffic."""
+
+    ts: Timestamp
+    advance: bool
+    """False in replay mode: the tick only wakes the merge's idle wait."""

@@ -1,0 +1,429 @@
+"""The Faust worker: topics, tables, agents and timers around the rules engine.
+
+Two agents, no rule decided in either:
+
+- `ledger` owns the single-partition `allocations` topic, so exactly one worker
+  decides every allocation against the licence (R9, R10). Accepted group
+  allocations go to the group's partition of the internal grants topic; UAP changes
+  go to every partition.
+- `pools` consumes the session topics, the grants and the ticks as one co-partitioned
+  channel. Each partition has a `PartitionTask` (event-time merge + engine); its
+  state lives in the `state` table as small keyed records, written at checkpoints.
+"""
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import msgspec
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
+
+from rules import Config
+from rules.ids import output_id
+from rules.ledger import Ledger, LedgerRecord
+from schemas import (
+    Allocation,
+    AllocationRejected,
+    DeadLetter,
+    Licence,
+    LoginGroup,
+    Topic,
+    encode,
+    from_micros,
+    input_decoder,
+    to_micros,
+)
+from schemas.internal import Grant, GroupTokens, Tick, UserAccessChange
+from stream_app.config import StreamConfig
+from stream_app.partition_task import (
+    ENDS,
+    GRANTS,
+    HEARTBEATS,
+    STARTS,
+    PartitionTask,
+    partition_of_key,
+    record_key,
+)
+
+log = logging.getLogger("tokenpool.worker")
+
+CHECKPOINT_EVERY = 2000
+"""Applied inputs per checkpoint at most (one producer flush each)."""
+CHECKPOINT_LINGER = 0.05
+"""Seconds an applied input may wait for its checkpoint."""
+
+_grant_decoder = msgspec.json.Decoder(Grant)
+_tick_decoder = msgspec.json.Decoder(Tick)
+_ledger_records = msgspec.msgpack.Decoder(LedgerRecord)
+_msgpack = msgspec.msgpack.Encoder()
+
+
+class PartitionedTable(faust.Table):  # type: ignore[misc]
+    """A table whose keys carry their partition, so records can be written for any
+    owned partition, at a checkpoint, not only for the event in scope."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_of_key(key)
+
+
+def grants_topic_name(config: StreamConfig) -> str:
+    return f"{config.app_id}-grants"
+
+
+def ticks_topic_name(config: StreamConfig) -> str:
+    return f"{config.app_id}-ticks"
+
+
+def _credentials(config: StreamConfig) -> Any:
+    sec = config.security
+    if sec.protocol == "PLAINTEXT":
+        return None
+    from aiokafka.helpers import create_ssl_context
+
+    ssl_context = None
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        ssl_context = create_ssl_context(
+            cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile
+        )
+    if sec.protocol == "SSL":
+        return faust.SSLCredentials(ssl_context)
+    return faust.SASLCredentials(
+        username=sec.sasl_username,
+        password=sec.sasl_password,
+        ssl_context=ssl_context,
+        mechanism=sec.sasl_mechanism,
+    )
+
+
+class Worker:
+    """Builds the Faust app and holds the per-partition tasks of this process."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self.rules: Config = config.rules
+        self.tasks: dict[int, PartitionTask] = {}
+        self._first_pending: dict[int, float] = {}
+        self._blocked_since: dict[int, float] = {}
+        self._seen: dict[tuple[int, int], int] = {}
+        """(partition, source) → offset of the last record received from it."""
+        self._last_advance = 0.0
+        self._skew = int(config.rules.max_clock_skew.total_seconds() * 1_000_000)
+        self._partitioner = DefaultPartitioner()
+        self.app = self._build()
+        from stream_app import web
+
+        self.registry = web.install(self)
+
+    # -- wiring ------------------------------------------------------------------
+
+    def _build(self) -> faust.App:
+        cfg = self.config
+        app = faust.App(
+            cfg.app_id,
+            broker=[f"kafka://{hp}" for hp in cfg.broker.split(",")],
+            broker_credentials=_credentials(cfg),
+            store=cfg.store,
+            datadir=cfg.data_dir or os.path.join(tempfile.gettempdir(), f"tokenpool-{cfg.app_id}"),
+            topic_partitions=cfg.partitions,
+            topic_replication_factor=cfg.replication_factor,
+            topic_allow_declare=False,
+            web_host=cfg.web_host,
+            web_port=cfg.web_port,
+            web_enabled=True,
+            broker_session_timeout=cfg.session_timeout.total_seconds(),
+            broker_heartbeat_interval=max(0.5, cfg.session_timeout.total_seconds() / 6),
+            processing_guarantee=cfg.guarantee,
+            producer_linger=0.005,
+            stream_buffer_maxsize=16384,
+            broker_max_poll_records=2000,
+            table_cleanup_interval=3600.0,
+        )
+        names = cfg.topics
+        self.rank = {
+            grants_topic_name(cfg): GRANTS,
+            names.session_start: STARTS,
+            names.session_heartbeat: HEARTBEATS,
+            names.session_end: ENDS,
+        }
+        self.source_topic = {rank: topic for topic, rank in self.rank.items()}
+        self.decoders: dict[str, Callable[[bytes], Any]] = {
+            grants_topic_name(cfg): _grant_decoder.decode,
+            names.session_start: input_decoder(Topic.SESSION_START).decode,
+            names.session_heartbeat: input_decoder(Topic.SESSION_HEARTBEAT).decode,
+            names.session_end: input_decoder(Topic.SESSION_END).decode,
+        }
+        raw = {"key_type": bytes, "value_type": bytes,
+               "key_serializer": "raw", "value_serializer": "raw"}
+        self.ticks_name = ticks_topic_name(cfg)
+        inputs = app.topic(
+            names.session_start, names.session_heartbeat, names.session_end,
+            grants_topic_name(cfg), self.ticks_name, **raw,
+        )
+        self.allocations = app.topic(names.allocations, partitions=1, **raw)
+        self.grants = app.topic(grants_topic_name(cfg), **raw)
+        self.ticks = app.topic(self.ticks_name, **raw)
+        self.outputs = {
+            str(Topic.PASS_CONSUMED): app.topic(names.pass_consumed, **raw),
+            str(Topic.PASS_RETURNED): app.topic(names.pass_returned, **raw),
+            str(Topic.ACCESS_DENIED): app.topic(names.access_denied, **raw),
+            str(Topic.ALLOCATION_REJECTED): app.topic(names.allocation_rejected, **raw),
+        }
+        self.dead_letters = app.topic(names.dead_letters, **raw)
+        self.state = app.tables.add(PartitionedTable(
+            app, name="state", default=None, partitions=cfg.partitions,
+            key_type=bytes, value_type=bytes,
+            help="Pool, session, holder and return records, keyed by partition.",
+        ))
+        self.ledger_table = app.tables.add(PartitionedTable(
+            app, name="ledger", default=None, partitions=1,
+            key_type=bytes, value_type=bytes,
+            help="The single-writer token ledger.",
+        ))
+        self.ledger: Ledger | None = None
+        self.ledger_tokens: dict[str, int] = {}
+
+        app.agent(inputs, name="pools")(self._pools_agent)
+        app.agent(self.allocations, name="ledger")(self._ledger_agent)
+        wake = min(0.1, cfg.idle_wait.total_seconds() / 2)
+        app.timer(wake, name="ticks")(self._send_ticks)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        return app
+
+    # -- ticks -------------------------------------------------------------------
+
+    async def _send_ticks(self) -> None:
+        """Wake every owned partition: checkpoints, idle waits and (live) clocks."""
+        now = time.time()
+        advance = self.config.mode == "live" and (
+            now - self._last_advance >= self.config.tick_interval.total_seconds()
+        )
+        if advance:
+            self._last_advance = now
+        tick = encode(Tick(ts=datetime.fromtimestamp(now, UTC), advance=advance))
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic == self.ticks_name:
+                await self.ticks.send(key=b"tick", value=tick, partition=tp.partition)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:
+            if self.tasks.pop(tp.partition, None) is not None:
+                log.info("partition revoked partition=%d", tp.partition)
+
+    # -- pools -------------------------------------------------------------------
+
+    def _task(self, partition: int) -> PartitionTask:
+        task = self.tasks.get(partition)
+        if task is None:
+            task, redo = PartitionTask.load(partition, self.rules, self.state)
+            for key, value in redo:  # finish the last checkpoint (a crash may cut it)
+                self._write(self.state, key, value)
+            self.tasks[partition] = task
+            log.info(
+                "partition loaded partition=%d groups=%d applied=%s",
+                partition, len(task.engine.pools), task.applied,
+            )
+        return task
+
+    async def _pools_agent(self, stream: Any) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            partition = msg.partition
+            task = self._task(partition)
+            now = time.time()
+            if msg.topic == self.ticks_name:
+                tick = _tick_decoder.decode(msg.value)
+                if tick.advance:
+                    task.tick(to_micros(tick.ts), event)
+                else:
+                    task.ack_only(event)
+                self._maybe_flush_merge(task, now)
+            else:
+                await self._offer(task, event, now)
+            if task.has_pending():
+                first = self._first_pending.setdefault(partition, now)
+                pending = task.waiting()
+                if (
+                    now - first >= CHECKPOINT_LINGER
+                    or len(task._pending.acks) >= CHECKPOINT_EVERY
+                    or (msg.topic == self.ticks_name and not pending)
+                ):
+                    await self._checkpoint(task, stream)
+                    self._first_pending.pop(partition, None)
+
+    async def _offer(self, task: PartitionTask, event: Any, now: float) -> None:
+        msg = event.message
+        source = self.rank[msg.topic]
+        self._seen[(task.partition, source)] = msg.offset
+        if task.is_applied(source, msg.offset):
+            task.ack_only(event)  # re-delivered after a crash: already in the state
+            return
+        try:
+            value = self.decoders[msg.topic](msg.value)
+        except (msgspec.DecodeError, TypeError) as exc:
+            await self._dead_letter(msg, f"invalid: {exc}")
+            task.ack_only(event)
+            return
+        if (
+            self.config.mode == "live"
+            and source != GRANTS
+            and to_micros(value.ts) > int(now * 1_000_000) + self._skew
+        ):
+            await self._dead_letter(
+                msg, f"future timestamp: {value.ts.isoformat()} is beyond max clock skew"
+            )
+            task.ack_only(event)
+            return
+        task.offer(source, msg.offset, value, event)
+        if task.waiting():
+            self._blocked_since.setdefault(task.partition, now)
+        else:
+            self._blocked_since.pop(task.partition, None)
+
+    def _maybe_flush_merge(self, task: PartitionTask, now: float) -> None:
+        """Kafka Streams' max.task.idle.ms: go on without an empty input once it has
+        idled long enough and has no records left to fetch."""
+        if not task.waiting():
+            self._blocked_since.pop(task.partition, None)
+            return
+        since = self._blocked_since.setdefault(task.partition, now)
+        if now - since < self.config.idle_wait.total_seconds():
+            return
+        consumer = self.app.consumer
+        for source in task._merge.starved():
+            tp = TP(self.source_topic[source], task.partition)
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:
+                highwater = None
+            seen = self._seen.get((task.partition, source), -1)
+            if highwater is not None and seen < highwater - 1 and highwater > 0:
+                return  # records are still to come from it: keep waiting
+        task.flush_merge()
+        self._blocked_since.pop(task.partition, None)
+
+    async def _checkpoint(self, task: PartitionTask, stream: Any) -> None:
+        cp = task.checkpoint()
+        for o in cp.outputs:
+            await self.outputs[o.topic].send(key=o.key, value=o.value)
+        if cp.outputs:
+            await self.app.producer.flush()
+        if cp.updates or cp.acks:
+            key, value = cp.commit
+            self.state[key] = value
+            for key, value in cp.updates:
+                self._write(self.state, key, value)
+            await self.app.producer.flush()
+        for handle in cp.acks:
+            await stream.ack(handle)
+
+    @staticmethod
+    def _write(table: Any, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            if key in table:
+                del table[key]
+        else:
+            table[key] = value
+
+    async def _dead_letter(self, msg: Any, reason: str) -> None:
+        log.warning(
+            "dead letter topic=%s partition=%d offset=%d reason=%s",
+            msg.topic, msg.partition, msg.offset, reason[:200],
+        )
+        letter = DeadLetter(
+            raw=msg.value if isinstance(msg.value, bytes) else b"",
+            topic=msg.topic, partition=msg.partition, offset=msg.offset, error=reason,
+        )
+        await self.dead_letters.send(key=msg.key, value=encode(letter))
+
+    # -- ledger ------------------------------------------------------------------
+
+    def _load_ledger(self) -> Ledger:
+        if self.ledger is None:
+            raw = self.ledger_table.get(record_key(0, "L", "", ""))
+            record = _ledger_records.decode(raw) if raw is not None else LedgerRecord()
+            self.ledger = Ledger(self.rules, record)
+            tokens = self.ledger_table.get(record_key(0, "G", "", ""))
+            self.ledger_tokens = (
+                msgspec.msgpack.decode(tokens, type=dict[str, int]) if tokens else {}
+            )
+        return self.ledger
+
+    async def _ledger_agent(self, stream: Any) -> None:
+        decode = input_decoder(Topic.ALLOCATIONS).decode
+        async for event in stream.events():
+            msg = event.message
+            ledger = self._load_ledger()
+            offset_key = record_key(0, "O", "", "")
+            done = self.ledger_table.get(offset_key)
+            if done is not None and msg.offset <= int(done):
+                continue
+            try:
+                allocation: Allocation = decode(msg.value)
+            except msgspec.DecodeError as exc:
+                await self._dead_letter(msg, f"invalid: {exc}")
+                continue
+            grants, rejection = self._decide(ledger, allocation)
+            for partition, grant in grants:
+                await self.grants.send(key=b"", value=encode(grant), partition=partition)
+            if rejection is not None:
+                await self.outputs[str(Topic.ALLOCATION_REJECTED)].send(
+                    key=b"", value=encode(rejection)
+                )
+            await self.app.producer.flush()
+            self.ledger_table[record_key(0, "L", "", "")] = _msgpack.encode(ledger.record)
+            self.ledger_table[record_key(0, "G", "", "")] = _msgpack.encode(self.ledger_tokens)
+            self.ledger_table[offset_key] = str(msg.offset).encode()
+
+    def _decide(
+        self, ledger: Ledger, ev: Allocation
+    ) -> tuple[list[tuple[int, Grant]], AllocationRejected | None]:
+        """The single-writer decision; the same checks `rules.Engine` applies."""
+        t = ledger.at(to_micros(ev.ts))
+        counted = self.ledger_tokens
+        reason: str | None
+        grants: list[tuple[int, Grant]] = []
+        if isinstance(ev, Licence):
+            reason = ledger.set_licence(ev.total_tokens, t, counted.values())
+        elif isinstance(ev, LoginGroup):
+            before = counted.get(ev.group, 0)
+            reason = None
+            if ev.tokens > before:
+                others = [v for g, v in counted.items() if g != ev.group]
+                reason = ledger.fits(ev.tokens, t, others)
+            if reason is None:
+                counted[ev.group] = ev.tokens
+                grant = GroupTokens(event_id=ev.event_id, ts=ev.ts, group=ev.group,
+                                    tokens=ev.tokens)
+                grants.append((self._partition_of(ev.group), grant))
+        elif ev.action == "assign":
+            reason = ledger.assign(ev.user_id, t, counted.values())
+            if reason is None:
+                grants.extend(self._broadcast(UserAccessChange(
+                    event_id=ev.event_id, ts=ev.ts, user_id=ev.user_id, assigned=True)))
+        else:
+            reason = None
+            if ev.user_id in ledger.uap:
+                ledger.remove(ev.user_id, t)
+                grants.extend(self._broadcast(UserAccessChange(
+                    event_id=ev.event_id, ts=ev.ts, user_id=ev.user_id, assigned=False)))
+        if reason is None:
+            return grants, None
+        return grants, AllocationRejected(
+            event_id=output_id("ar", ev.event_id, t), ts=from_micros(t), reason=reason,
+            request=ev,
+        )
+
+    def _broadcast(self, grant: Grant) -> list[tuple[int, Grant]]:
+        return [(p, grant) for p in range(self.config.partitions)]
+
+    def _partition_of(self, group: str) -> int:
+        """The partition a murmur2 producer (Kafka's default) puts the group's key on."""
+        parts = list(range(self.config.partitions))
+        return int(self._partitioner(group.encode(), parts, parts))
+

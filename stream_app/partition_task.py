@@ -1,0 +1,268 @@
+"""One input partition of the worker: event-time merge, engine, and its keyed records.
+
+Nothing here touches Kafka, so crash recovery can be tested without a broker. The
+Faust glue feeds records in (`offer`), fires ticks, and at each checkpoint writes what
+`checkpoint()` returns, in order:
+
+1. the outputs, then a producer flush: they are durable before the state that
+   produced them, so a crash re-applies the batch and re-emits the same ids;
+2. the commit record: applied offsets per input topic and every record update of
+   the batch, written first so that a crash between the updates leaves enough to
+   finish them on recovery (`PartitionTask.load`);
+3. the record updates, then a flush, then the acks of the applied input records.
+
+Records re-delivered after a crash whose offset is at or below the applied offset of
+their topic are skipped: the state already holds them.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from rules import Config, Engine, TimestampMerge
+from rules.pool import TOUCH_HOLDER, TOUCH_RETURN, TOUCH_SESSION, TOUCH_UAP, Journal
+from rules.records import Holder, PoolRecord, Session
+from schemas import (
+    AccessDenied,
+    AllocationRejected,
+    OutputEvent,
+    PassConsumed,
+    PassReturned,
+    Topic,
+    encode,
+    to_micros,
+)
+from schemas.internal import Grant
+
+# Merge sources of a group partition, in the order that breaks timestamp ties.
+GRANTS, STARTS, HEARTBEATS, ENDS = range(4)
+SOURCES = 4
+
+_KIND_POOL, _KIND_SESSION, _KIND_HOLDER, _KIND_RETURN, _KIND_UAP, _KIND_COMMIT = (
+    "P", "S", "H", "R", "U", "C",
+)
+_JOURNAL_KIND = {
+    TOUCH_SESSION: _KIND_SESSION,
+    TOUCH_HOLDER: _KIND_HOLDER,
+    TOUCH_RETURN: _KIND_RETURN,
+    TOUCH_UAP: _KIND_UAP,
+}
+_OUTPUT_TOPIC = {
+    PassConsumed: Topic.PASS_CONSUMED,
+    PassReturned: Topic.PASS_RETURNED,
+    AccessDenied: Topic.ACCESS_DENIED,
+    AllocationRejected: Topic.ALLOCATION_REJECTED,
+}
+
+_key_encoder = msgspec.msgpack.Encoder()
+_key_decoder = msgspec.msgpack.Decoder(tuple[int, str, str, str | int])
+_record = msgspec.msgpack.Encoder()
+_pool_decoder = msgspec.msgpack.Decoder(PoolRecord)
+_session_decoder = msgspec.msgpack.Decoder(Session)
+_holder_decoder = msgspec.msgpack.Decoder(Holder)
+_int_decoder = msgspec.msgpack.Decoder(int)
+
+
+class Commit(msgspec.Struct, array_like=True):
+    offsets: dict[int, int]
+    """Merge source → offset of the last record applied from it."""
+    updates: list[tuple[bytes, bytes | None]]
+
+
+_commit_decoder = msgspec.msgpack.Decoder(Commit)
+
+
+def record_key(partition: int, kind: str, group: str, key: str | int) -> bytes:
+    """Table key: the partition comes first, so the table knows its changelog partition
+    without an event in scope, and names can hold any character."""
+    return _key_encoder.encode((partition, kind, group, key))
+
+
+def partition_of_key(key: bytes) -> int:
+    return _key_decoder.decode(key)[0]
+
+
+@dataclass
+class Output:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class Checkpoint:
+    outputs: list[Output]
+    commit: tuple[bytes, bytes]
+    updates: list[tuple[bytes, bytes | None]]
+    acks: list[Any]
+
+
+@dataclass
+class _Pending:
+    """Applied since the last checkpoint."""
+
+    outputs: list[OutputEvent] = field(default_factory=list)
+    groups: set[str] = field(default_factory=set)
+    acks: list[Any] = field(default_factory=list)
+
+
+class PartitionTask:
+    __slots__ = (
+        "_journal",
+        "_merge",
+        "_pending",
+        "applied",
+        "engine",
+        "partition",
+    )
+
+    def __init__(self, partition: int, config: Config) -> None:
+        self.partition = partition
+        self._journal: Journal = []
+        self.engine = Engine(config, journal=self._journal)
+        self._merge: TimestampMerge[tuple[int, int, Grant | Any, Any]] = TimestampMerge(SOURCES)
+        self._pending = _Pending()
+        self.applied: dict[int, int] = {}
+        """Merge source → offset of the last record applied (survives restarts)."""
+
+    # -- recovery ----------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, partition: int, config: Config, table: Mapping[bytes, bytes]
+    ) -> tuple["PartitionTask", list[tuple[bytes, bytes | None]]]:
+        """Rebuild from the table. Returns the task and the updates of the last commit,
+        which the caller writes again: a crash may have cut them short."""
+        task = cls(partition, config)
+        commit_key = record_key(partition, _KIND_COMMIT, "", "")
+        raw = table.get(commit_key)
+        redo: list[tuple[bytes, bytes | None]] = []
+        values: dict[bytes, bytes | None] = {}
+        if raw is not None:
+            commit = _commit_decoder.decode(raw)
+            task.applied = dict(commit.offsets)
+            redo = list(commit.updates)
+            values.update(redo)
+        pools: dict[str, PoolRecord] = {}
+        sessions: dict[str, dict[str, Session]] = {}
+        holders: dict[str, dict[str, Holder]] = {}
+        returns: dict[str, list[tuple[int, int]]] = {}
+        uap = task.engine.ledger.uap
+        keys = {k for k in table if _key_decoder.decode(k)[0] == partition} | set(values)
+        for key in keys:
+            value = values[key] if key in values else table.get(key)
+            if value is None:
+                continue
+            _, kind, group, name = _key_decoder.decode(key)
+            if kind == _KIND_POOL:
+                pools[group] = _pool_decoder.decode(value)
+            elif kind == _KIND_SESSION:
+                sessions.setdefault(group, {})[str(name)] = _session_decoder.decode(value)
+            elif kind == _KIND_HOLDER:
+                holders.setdefault(group, {})[str(name)] = _holder_decoder.decode(value)
+            elif kind == _KIND_RETURN:
+                returns.setdefault(group, []).append((int(name), _int_decoder.decode(value)))
+            elif kind == _KIND_UAP:
+                uap[str(name)] = _int_decoder.decode(value)
+        for group, record in pools.items():
+            task.engine.pool(group).load(
+                record, sessions.get(group, {}), holders.get(group, {}), returns.get(group, [])
+            )
+        return task, redo
+
+    # -- input -------------------------------------------------------------------
+
+    def is_applied(self, source: int, offset: int) -> bool:
+        return offset <= self.applied.get(source, -1)
+
+    def offer(self, source: int, offset: int, event: Any, handle: Any) -> None:
+        """Queue a decoded input; it applies once the merge releases it."""
+        self._merge.push(source, to_micros(event.ts), (source, offset, event, handle))
+        self._apply(self._merge.ready())
+
+    def waiting(self) -> int:
+        """Inputs held back by the merge, waiting for an empty source."""
+        return self._merge.pending()
+
+    def flush_merge(self) -> None:
+        """The empty sources have idled long enough: apply what is buffered."""
+        self._apply(self._merge.flush())
+
+    def _apply(self, items: Iterable[tuple[int, int, Any, Any]]) -> None:
+        engine, pending = self.engine, self._pending
+        outputs, applied = pending.outputs, self.applied
+        for source, offset, event, handle in items:
+            if source == GRANTS:
+                engine.apply_grant(event, outputs)
+                group = getattr(event, "group", None)
+                if group is None:  # a UAP change: the partition's replica of UAP holders
+                    self._journal.append((TOUCH_UAP, "", event.user_id))
+                else:
+                    pending.groups.add(group)
+            else:
+                engine.apply(event, outputs)
+                if event.group in engine.pools:
+                    pending.groups.add(event.group)
+            applied[source] = offset
+            pending.acks.append(handle)
+
+    def tick(self, now: int, handle: Any) -> None:
+        """Wall-clock time: every group's timers due by `now` fire (live mode)."""
+        self.engine.advance(now, self._pending.outputs)
+        self._pending.groups.update(self.engine.pools)
+        self._pending.acks.append(handle)
+
+    def ack_only(self, handle: Any) -> None:
+        self._pending.acks.append(handle)
+
+    # -- checkpoint --------------------------------------------------------------
+
+    def has_pending(self) -> bool:
+        p = self._pending
+        return bool(p.acks or p.outputs or self._journal)
+
+    def checkpoint(self) -> Checkpoint:
+        """Everything applied since the last checkpoint, as writes in their order."""
+        p, engine, part = self._pending, self.engine, self.partition
+        updates: dict[bytes, bytes | None] = {}
+        for group in p.groups:
+            pool = engine.pools.get(group)
+            if pool is not None:
+                updates[record_key(part, _KIND_POOL, group, "")] = _record.encode(pool.record)
+        for kind, group, name in self._journal:
+            pool = engine.pools.get(group)
+            value: Any
+            if kind == TOUCH_SESSION:
+                value = pool.sessions.get(str(name)) if pool else None
+                key = record_key(part, _KIND_SESSION, group, name)
+            elif kind == TOUCH_HOLDER:
+                value = pool.holders.get(str(name)) if pool else None
+                key = record_key(part, _KIND_HOLDER, group, name)
+            elif kind == TOUCH_RETURN:
+                value = (pool.returning_at(int(name)) or None) if pool else None
+                key = record_key(part, _KIND_RETURN, group, name)
+            else:
+                value = engine.ledger.uap.get(str(name))
+                key = record_key(part, _KIND_UAP, "", name)
+            updates[key] = None if value is None else _record.encode(value)
+        outputs = [
+            Output(str(_OUTPUT_TOPIC[type(o)]), _output_key(o), encode(o)) for o in p.outputs
+        ]
+        update_list = list(updates.items())
+        commit = Commit(offsets=dict(self.applied), updates=update_list)
+        checkpoint = Checkpoint(
+            outputs=outputs,
+            commit=(record_key(part, _KIND_COMMIT, "", ""), _record.encode(commit)),
+            updates=update_list,
+            acks=p.acks,
+        )
+        self._journal.clear()
+        self._pending = _Pending()
+        return checkpoint
+
+
+def _output_key(o: OutputEvent) -> bytes:
+    group = getattr(o, "group", None)
+    return group.encode() if group is not None else b""

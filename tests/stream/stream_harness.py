@@ -1,0 +1,112 @@
+"""Feed a workload to the real worker and read back what it emitted, next to what
+`tokenpool replay` gives for the same records (the reference, SPEC §6)."""
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from rules import Engine
+from stream_app.config import StreamConfig
+from stream_app.replay import replay, state_file
+
+OUTPUT_TOPICS = ("pass_consumed", "pass_returned", "access_denied", "allocation_rejected")
+RECEIVE_TIMEOUT = 90.0
+"""Seconds to wait for the worker's outputs before the test fails."""
+
+Record = dict[str, Any]
+
+
+def topic_name(config: StreamConfig, logical: str) -> str:
+    return str(getattr(config.topics, logical.replace("-", "_")))
+
+
+def replay_reference(records: list[Record], tmp: Path) -> tuple[dict[str, Record], dict[str, Any]]:
+    """Outputs by id and final state of `tokenpool replay` on the same records."""
+    src = tmp / "reference.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    engine = Engine()
+    lines: list[bytes] = []
+    replay(str(src), engine, lines.append)
+    outputs = {}
+    for line in lines:
+        rec = json.loads(line)
+        outputs[rec["value"]["event_id"]] = rec
+    return outputs, msgspec.to_builtins(state_file(engine, None).groups)
+
+
+async def _produce(config: StreamConfig, records: Iterable[Record]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=config.broker, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for r in records:
+            value = r["value"]
+            key = (value.get("group") or value.get("user_id") or "").encode()
+            futures.append(await producer.send(
+                topic_name(config, r["topic"]), json.dumps(value).encode(), key=key
+            ))
+        for f in futures:
+            await f
+    finally:
+        await producer.stop()
+
+
+def produce(config: StreamConfig, records: Iterable[Record]) -> None:
+    """Produce replay-file records to their topics, keyed by group (Kafka's partitioner)."""
+    asyncio.run(_produce(config, list(records)))
+
+
+async def _collect(
+    config: StreamConfig, expected: set[str], timeout: float, settle: float
+) -> dict[str, list[Record]]:
+    names = {topic_name(config, t): t.replace("_", "-") for t in OUTPUT_TOPICS}
+    consumer = AIOKafkaConsumer(
+        *names, bootstrap_servers=config.broker, auto_offset_reset="earliest",
+        group_id=None, enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: dict[str, list[Record]] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        quiet_until: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=250)
+            for tp, messages in batch.items():
+                for m in messages:
+                    value = json.loads(m.value)
+                    rec = {"topic": names[tp.topic], "value": value}
+                    seen.setdefault(value["event_id"], []).append(rec)
+            if expected <= set(seen):
+                if quiet_until is None:
+                    quiet_until = time.monotonic() + settle
+                if not batch and time.monotonic() >= quiet_until:
+                    break
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def collect(
+    config: StreamConfig, expected: set[str], timeout: float = RECEIVE_TIMEOUT,
+    settle: float = 2.0,
+) -> dict[str, list[Record]]:
+    """Every output by id (duplicates kept), once all `expected` ids arrived and the
+    topics stayed quiet for `settle` seconds more."""
+    return asyncio.run(_collect(config, expected, timeout, settle))
+
+
+def wait_for_state(worker: Any, expected: dict[str, Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = worker.pool_state()
+        if state == expected:
+            return state
+        time.sleep(0.3)
+    return state

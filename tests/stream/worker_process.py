@@ -1,0 +1,144 @@
+"""A real `tokenpool worker` process for integration tests, and what they read from it."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream_app.config import StreamConfig
+
+READY_TIMEOUT = 60.0
+"""Seconds a worker may take to join its group and own partitions."""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    """`python -m stream_app worker` with the test's config; stopped in `stop()`."""
+
+    def __init__(
+        self, config: StreamConfig, log_dir: Path, extra: Sequence[str] = (), name: str = "w"
+    ) -> None:
+        self.config = config
+        self.port = free_port()
+        self.log_path = log_dir / f"worker-{name}-{self.port}.log"
+        self.extra = list(extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def args(self) -> list[str]:
+        c = self.config
+        names = c.topics
+        return [
+            sys.executable, "-m", "stream_app", "--log-level", "info", "worker",
+            "--broker", c.broker, "--app-id", c.app_id, "--mode", c.mode,
+            "--partitions", str(c.partitions),
+            "--web-port", str(self.port), "--web-host", "127.0.0.1",
+            "--session-timeout", "6s", "--idle-wait", "1s",
+            "--data-dir", str(self.log_path.parent / f"data-{self.port}"),
+            "--topic-session-start", names.session_start,
+            "--topic-session-heartbeat", names.session_heartbeat,
+            "--topic-session-end", names.session_end,
+            "--topic-allocations", names.allocations,
+            "--topic-pass-consumed", names.pass_consumed,
+            "--topic-pass-returned", names.pass_returned,
+            "--topic-access-denied", names.access_denied,
+            "--topic-allocation-rejected", names.allocation_rejected,
+            "--topic-dead-letters", names.dead_letters,
+            *self.extra,
+        ]
+
+    def start(self, wait_partitions: int | None = None) -> "WorkerProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENPOOL_")}
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            self.args(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            start_new_session=True,
+        )
+        log.close()
+        self.wait_ready(wait_partitions)
+        return self
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                data: dict[str, object] = json.loads(r.read())
+                return data
+        except OSError:
+            return None
+
+    def wait_ready(self, partitions: int | None = None, timeout: float = READY_TIMEOUT) -> None:
+        """Until the worker serves /health and owns `partitions` partitions (if given)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_tail()}")
+            h = self.health()
+            if h is not None and (partitions is None or len(h["partitions"]) >= partitions):  # type: ignore[arg-type]
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready in {timeout}s: {self.log_tail()}")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Parsed /metrics samples: (name, labels) → value."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$", line)
+            if not m:
+                continue
+            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(3) or "")))
+            samples[(m.group(1), labels)] = float(m.group(4))
+        return samples
+
+    def pool_state(self) -> dict[str, dict[str, int]]:
+        """Per group {capacity, available, in_use, open_sessions} from /metrics."""
+        names = {
+            "tokenpool_pool_capacity_passes": "capacity",
+            "tokenpool_pool_available_passes": "available",
+            "tokenpool_pool_in_use_passes": "in_use",
+            "tokenpool_open_sessions": "open_sessions",
+        }
+        state: dict[str, dict[str, int]] = {}
+        for (name, labels), value in self.metrics().items():
+            if name in names:
+                state.setdefault(dict(labels)["group"], {})[names[name]] = int(value)
+        return state
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL of the whole process group."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush, no commit."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
