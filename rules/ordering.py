@@ -52,13 +52,30 @@ class TimestampMerge(Generic[T]):
             yield item[1]
 
     def flush(self) -> Iterator[T]:
-        """Release everything buffered in merge order, as if every empty source were
-        idle (an idle timeout in a stream, end of input in a replay)."""
+        """Release everything buffered in merge order (end of input in a replay)."""
         while True:
             item = self._pop()
             if item is None:
                 return
             yield item[1]
+
+    def release_idle(self, idle: frozenset[int]) -> Iterator[T]:
+        """Release as if the `idle` sources were closed, while every other open source
+        still has a head: an idle timeout in a stream skips only the idle inputs."""
+        queues, closed = self._queues, self._closed
+        while True:
+            for i, queue in enumerate(queues):
+                if not queue and not closed[i] and i not in idle:
+                    return
+            item = self._pop()
+            if item is None:
+                return
+            yield item[1]
+
+    def lowest(self) -> int | None:
+        """The lowest buffered timestamp, if any."""
+        heads = [q[0][0] for q in self._queues if q]
+        return min(heads) if heads else None
 
     def _pop(self) -> tuple[int, T] | None:
         best = -1

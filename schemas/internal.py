@@ -29,7 +29,15 @@ class UserAccessChange(
     assigned: bool
 
 
+class LedgerMark(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="ledger_mark"):
+    """The ledger has decided every allocation written so far: a group partition may go
+    on without waiting for grants (a watermark, not an allocation)."""
+
+    ts: Timestamp
+
+
 Grant = GroupTokens | UserAccessChange
+GrantsRecord = GroupTokens | UserAccessChange | LedgerMark
 
 
 class Tick(msgspec.Struct, frozen=True, kw_only=True):

@@ -39,7 +39,7 @@ from schemas import (
     input_decoder,
     to_micros,
 )
-from schemas.internal import Grant, GroupTokens, Tick, UserAccessChange
+from schemas.internal import Grant, GrantsRecord, GroupTokens, LedgerMark, Tick, UserAccessChange
 from stream_app.config import StreamConfig
 from stream_app.partition_task import (
     ENDS,
@@ -57,8 +57,11 @@ CHECKPOINT_EVERY = 2000
 """Applied inputs per checkpoint at most (one producer flush each)."""
 CHECKPOINT_LINGER = 0.05
 """Seconds an applied input may wait for its checkpoint."""
+LEDGER_MARK_MARGIN = 1.0
+"""Seconds a ledger mark must postdate a wait for grants: a highwater is only as fresh
+as the fetch that brought it."""
 
-_grant_decoder = msgspec.json.Decoder(Grant)
+_grant_decoder = msgspec.json.Decoder(GrantsRecord)
 _tick_decoder = msgspec.json.Decoder(Tick)
 _ledger_records = msgspec.msgpack.Decoder(LedgerRecord)
 _msgpack = msgspec.msgpack.Encoder()
@@ -109,7 +112,15 @@ class Worker:
         self.rules: Config = config.rules
         self.tasks: dict[int, PartitionTask] = {}
         self._first_pending: dict[int, float] = {}
+        self._mark_at: dict[int, float] = {}
+        """Partition → wall time of the ledger's latest "nothing pending" mark there."""
         self._blocked_since: dict[int, float] = {}
+        """Partition → when its merge started waiting for grants."""
+        self._ledger_seen = -1
+        """Offset of the last allocation whose decision is flushed (this worker)."""
+        self._last_mark = 0.0
+        self._idle_since: dict[tuple[int, int], float] = {}
+        """(partition, source) → when it was last seen empty with nothing to fetch."""
         self._seen: dict[tuple[int, int], int] = {}
         """(partition, source) → offset of the last record received from it."""
         self._last_advance = 0.0
@@ -141,6 +152,7 @@ class Worker:
             processing_guarantee=cfg.guarantee,
             producer_linger=0.005,
             stream_buffer_maxsize=16384,
+            stream_wait_empty=False,  # the merge holds unacked inputs across rebalances
             broker_max_poll_records=2000,
             table_cleanup_interval=3600.0,
         )
@@ -205,10 +217,33 @@ class Worker:
         )
         if advance:
             self._last_advance = now
-        tick = encode(Tick(ts=datetime.fromtimestamp(now, UTC), advance=advance))
-        for tp in self.app.assignor.assigned_actives():
+        stamp = datetime.fromtimestamp(now, UTC)
+        tick = encode(Tick(ts=stamp, advance=advance))
+        actives = self.app.assignor.assigned_actives()
+        for tp in actives:
             if tp.topic == self.ticks_name:
                 await self.ticks.send(key=b"tick", value=tick, partition=tp.partition)
+        allocations = TP(self.config.topics.allocations, 0)
+        if allocations in actives and now - self._last_mark >= 0.5 and self._ledger_idle(
+            allocations
+        ):
+            self._last_mark = now
+            mark = encode(LedgerMark(ts=stamp))
+            for partition in range(self.config.partitions):
+                await self.grants.send(key=b"", value=mark, partition=partition)
+
+    def _ledger_idle(self, tp: TP) -> bool:
+        """This worker's ledger has decided (and flushed) every allocation fetched, and
+        the partition has nothing more to fetch."""
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception:
+            return False
+        if highwater is None:
+            return False
+        done = self.ledger_table.get(record_key(0, "O", "", ""))
+        decided = int(done) if done is not None else -1
+        return max(decided, self._ledger_seen) >= highwater - 1
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
@@ -234,6 +269,10 @@ class Worker:
         async for event in stream.noack().events():
             msg = event.message
             partition = msg.partition
+            if not self._owns(msg.tp):
+                # In flight from before a rebalance: the partition's new owner reads it
+                # again from the committed offset; writing here would race its state.
+                continue
             task = self._task(partition)
             now = time.time()
             if msg.topic == self.ticks_name:
@@ -269,6 +308,11 @@ class Worker:
             await self._dead_letter(msg, f"invalid: {exc}")
             task.ack_only(event)
             return
+        if isinstance(value, LedgerMark):
+            self._mark_at[task.partition] = value.ts.timestamp()
+            task.ack_only(event)
+            self._maybe_flush_merge(task, now)
+            return
         if (
             self.config.mode == "live"
             and source != GRANTS
@@ -279,33 +323,50 @@ class Worker:
             )
             task.ack_only(event)
             return
+        self._idle_since.pop((task.partition, source), None)
         task.offer(source, msg.offset, value, event)
-        if task.waiting():
-            self._blocked_since.setdefault(task.partition, now)
-        else:
-            self._blocked_since.pop(task.partition, None)
+        self._maybe_flush_merge(task, now)
 
     def _maybe_flush_merge(self, task: PartitionTask, now: float) -> None:
-        """Kafka Streams' max.task.idle.ms: go on without an empty input once it has
-        idled long enough and has no records left to fetch."""
+        """Kafka Streams' max.task.idle.ms: the merge goes on without an empty input
+        once that input has had nothing to fetch for `idle_wait`; it then keeps going
+        until the input has records again. An input with records still to fetch is
+        waited for (up to ten idle waits, in case its fetch is stuck)."""
+        partition = task.partition
         if not task.waiting():
-            self._blocked_since.pop(task.partition, None)
+            self._blocked_since.pop(partition, None)
             return
-        since = self._blocked_since.setdefault(task.partition, now)
-        if now - since < self.config.idle_wait.total_seconds():
-            return
+        idle = self.config.idle_wait.total_seconds()
         consumer = self.app.consumer
-        for source in task._merge.starved():
-            tp = TP(self.source_topic[source], task.partition)
+        starved = task.starved()
+        for source in starved:
+            if source == GRANTS:
+                # Only a mark the ledger sent after this wait began (plus the age a
+                # fetched highwater may have) proves it has no decision pending here.
+                blocked = self._blocked_since.setdefault(partition, now)
+                if self._mark_at.get(partition, 0.0) < blocked + LEDGER_MARK_MARGIN:
+                    return
+                continue
+            key = (task.partition, source)
+            since = self._idle_since.setdefault(key, now)
             try:
-                highwater = consumer.highwater(tp)
+                highwater = consumer.highwater(TP(self.source_topic[source], task.partition))
             except Exception:
                 highwater = None
-            seen = self._seen.get((task.partition, source), -1)
-            if highwater is not None and seen < highwater - 1 and highwater > 0:
-                return  # records are still to come from it: keep waiting
-        task.flush_merge()
-        self._blocked_since.pop(task.partition, None)
+            behind = highwater is None or self._seen.get(key, -1) < highwater - 1
+            if now - since < (10 * idle if behind and highwater else idle):
+                return
+            if behind and highwater:
+                log.warning(
+                    "merge: input still behind after %.1fs, going on topic=%s partition=%d",
+                    now - since, self.source_topic[source], task.partition,
+                )
+        task.flush_merge(frozenset(starved))
+        if not task.waiting():
+            self._blocked_since.pop(partition, None)
+
+    def _owns(self, tp: TP) -> bool:
+        return tp in self.app.consumer.assignment()
 
     async def _checkpoint(self, task: PartitionTask, stream: Any) -> None:
         cp = task.checkpoint()
@@ -313,6 +374,8 @@ class Worker:
             await self.outputs[o.topic].send(key=o.key, value=o.value)
         if cp.outputs:
             await self.app.producer.flush()
+        if self.tasks.get(task.partition) is not task:
+            return  # revoked while the outputs went out: the new owner re-applies
         if cp.updates or cp.acks:
             key, value = cp.commit
             self.state[key] = value
@@ -355,30 +418,41 @@ class Worker:
         return self.ledger
 
     async def _ledger_agent(self, stream: Any) -> None:
+        """Decide allocations in batches: one producer flush per batch, grants and
+        rejections durable before the ledger records that remember them."""
         decode = input_decoder(Topic.ALLOCATIONS).decode
-        async for event in stream.events():
-            msg = event.message
+        offset_key = record_key(0, "O", "", "")
+        async for events in stream.take_events(500, within=0.05):
             ledger = self._load_ledger()
-            offset_key = record_key(0, "O", "", "")
             done = self.ledger_table.get(offset_key)
-            if done is not None and msg.offset <= int(done):
-                continue
-            try:
-                allocation: Allocation = decode(msg.value)
-            except msgspec.DecodeError as exc:
-                await self._dead_letter(msg, f"invalid: {exc}")
-                continue
-            grants, rejection = self._decide(ledger, allocation)
-            for partition, grant in grants:
-                await self.grants.send(key=b"", value=encode(grant), partition=partition)
-            if rejection is not None:
-                await self.outputs[str(Topic.ALLOCATION_REJECTED)].send(
-                    key=b"", value=encode(rejection)
+            last = int(done) if done is not None else -1
+            for event in events:
+                msg = event.message
+                if msg.offset <= last:
+                    continue  # decided before a crash: the grants went out then
+                try:
+                    allocation: Allocation = decode(msg.value)
+                except msgspec.DecodeError as exc:
+                    await self._dead_letter(msg, f"invalid: {exc}")
+                    continue
+                grants, rejection = self._decide(ledger, allocation)
+                log.info(
+                    "allocation kind=%s event_id=%s accepted=%s grants=%d",
+                    type(allocation).__name__, allocation.event_id, rejection is None,
+                    len(grants),
                 )
+                for partition, grant in grants:
+                    await self.grants.send(key=b"", value=encode(grant), partition=partition)
+                if rejection is not None:
+                    await self.outputs[str(Topic.ALLOCATION_REJECTED)].send(
+                        key=b"", value=encode(rejection)
+                    )
+                last = msg.offset
             await self.app.producer.flush()
+            self._ledger_seen = max(self._ledger_seen, events[-1].message.offset)
             self.ledger_table[record_key(0, "L", "", "")] = _msgpack.encode(ledger.record)
             self.ledger_table[record_key(0, "G", "", "")] = _msgpack.encode(self.ledger_tokens)
-            self.ledger_table[offset_key] = str(msg.offset).encode()
+            self.ledger_table[offset_key] = str(last).encode()
 
     def _decide(
         self, ledger: Ledger, ev: Allocation

@@ -11,6 +11,7 @@ import msgspec
 from rules import Engine, estimate_tokens
 from schemas import Timestamp, to_micros
 from stream_app.settings import add_rule_options, rule_config
+from stream_app.topics_cli import add_topics_command
 
 _timestamp = msgspec.json.Decoder(Timestamp)
 
@@ -100,6 +101,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from stream_app import demo
+
+    return demo.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenpool",
@@ -136,6 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser(
+        "demo",
+        help="the service live on this machine: broker, worker and a simulated site",
+        description="Start an embedded Kafka broker and a worker, drive 103 simulated "
+        "users through two login access groups with 28 days compressed into about 35 "
+        "seconds, and show each pool's passes from the worker's /metrics. Ctrl-C stops.",
+    )
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop after this many seconds of traffic (default: run until Ctrl-C)")
+    p.add_argument("--web-port", type=int, default=6066,
+                   help="port of the worker's /metrics and /health (default: 6066)")
+    p.add_argument("--users", type=int, default=103, help="simulated users (default: 103)")
+    p.add_argument("--groups", type=int, default=2, help="login access groups (default: 2)")
+    p.add_argument("--seed", type=int, help="seed of the simulated traffic")
+    p.add_argument("--days-per-minute", type=float, default=48.0,
+                   help="simulated days per wall-clock minute (default: 48, so 28 days "
+                   "take 35 s)")
+    p.add_argument("--partitions", type=int, default=4,
+                   help="partitions of every keyed topic (default: 4)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
         "estimate",
         help="tokens a group of similar users needs (exact arithmetic)",
         description="tokens = ceil(people x passes per person x (1 + buffer) / 10)",
@@ -145,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--buffer", default="20", help="headroom in percent (default: 20)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=_cmd_estimate)
+    add_topics_command(sub)
     return parser
 
 

@@ -56,7 +56,7 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     replication_factor: int = 1
     topics: TopicNames = TopicNames()
     tick_interval: timedelta = timedelta(seconds=10)
-    idle_wait: timedelta = timedelta(milliseconds=500)
+    idle_wait: timedelta = timedelta(seconds=2)
     """How long the merge waits for an empty input before going on (max.task.idle.ms)."""
     store: str = "memory://"
     data_dir: str = ""

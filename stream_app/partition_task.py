@@ -186,9 +186,15 @@ class PartitionTask:
         """Inputs held back by the merge, waiting for an empty source."""
         return self._merge.pending()
 
-    def flush_merge(self) -> None:
-        """The empty sources have idled long enough: apply what is buffered."""
-        self._apply(self._merge.flush())
+    def flush_merge(self, idle: frozenset[int] | None = None) -> None:
+        """The `idle` sources (all, if None) have idled long enough: go on without them."""
+        if idle is None:
+            self._apply(self._merge.flush())
+        else:
+            self._apply(self._merge.release_idle(idle))
+
+    def starved(self) -> list[int]:
+        return self._merge.starved()
 
     def _apply(self, items: Iterable[tuple[int, int, Any, Any]]) -> None:
         engine, pending = self.engine, self._pending
@@ -209,7 +215,11 @@ class PartitionTask:
             pending.acks.append(handle)
 
     def tick(self, now: int, handle: Any) -> None:
-        """Wall-clock time: every group's timers due by `now` fire (live mode)."""
+        """Wall-clock time: every group's timers due by `now` fire (live mode), but never
+        past an input still buffered: that input would turn late."""
+        lowest = self._merge.lowest()
+        if lowest is not None:
+            now = min(now, lowest - 1)
         self.engine.advance(now, self._pending.outputs)
         self._pending.groups.update(self.engine.pools)
         self._pending.acks.append(handle)

@@ -45,7 +45,7 @@ class WorkerProcess:
             "--broker", c.broker, "--app-id", c.app_id, "--mode", c.mode,
             "--partitions", str(c.partitions),
             "--web-port", str(self.port), "--web-host", "127.0.0.1",
-            "--session-timeout", "6s", "--idle-wait", "1s",
+            "--session-timeout", "6s", "--idle-wait", "3s",
             "--data-dir", str(self.log_path.parent / f"data-{self.port}"),
             "--topic-session-start", names.session_start,
             "--topic-session-heartbeat", names.session_heartbeat,

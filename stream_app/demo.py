@@ -1,0 +1,787 @@
+"""`tokenpool demo`: the whole service on one machine, live, in about a minute.
+
+What runs:
+
+1. an embedded Kafka-protocol broker (Tansu, in memory) on a free loopback port,
+   with every topic created;
+2. one `tokenpool worker` subprocess in live mode, its rule durations compressed by
+   the same factor as the traffic (`synthetic.scaled_config`);
+3. a synthetic site (`synthetic.generate`, the seed's profile: 103 users who log in
+   a few times per 28 days) whose events are stamped with wall-clock time and sent
+   when they are due, so 28 days pass in about 35 seconds and both consumptions and
+   returns (R7) show within a minute;
+4. a per-group table read from the worker's `/metrics`, once a second.
+
+Groups are sized with the estimate formula (R12, `rules.estimate_tokens`, 20 %
+buffer). The traffic plan is dry-run through the engine first to measure each group's
+passes per person per 28 days; every group is sized from that measure except the
+last, which is sized from the seed's rule of thumb of 4 passes per person. The
+synthetic users need more than that (heavy users renew for hours), so that group
+runs short and shows denials (R8) next to groups with headroom.
+
+The run ends on Ctrl-C, SIGTERM or `--duration`; then the producer, the worker
+(SIGTERM, then SIGKILL of its process group) and the broker are stopped, in that
+order, and nothing is left running.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import msgspec
+from prometheus_client.parser import text_string_to_metric_families
+
+from rules import Config, Engine, Estimate, estimate_tokens
+from schemas import (
+    Licence,
+    LoginGroup,
+    PassConsumed,
+    SessionEnd,
+    SessionHeartbeat,
+    SessionStart,
+    Topic,
+    encode,
+    to_micros,
+)
+from stream_app.config import StreamConfig
+from stream_app.durations import format_duration, parse_duration
+from stream_app.synthetic import DEFAULT_SEED, generate, scaled_config
+
+log = logging.getLogger("tokenpool.demo")
+
+APP_ID = "tokenpool-demo"
+TICK_INTERVAL = "500ms"
+"""Wall-clock tick of the worker: returns and renewals show even between events."""
+IDLE_WAIT = "200ms"
+"""The worker's merge wait for an empty input topic (the grants topic mostly is)."""
+LEAD = 1.0
+"""Seconds an event is sent before its timestamp. Live ticks move a group's clock to
+wall time, so an event still in flight when its instant passes would apply late; the
+lead covers the worker's merge wait and the broker round trips."""
+SEND_STEP = 0.05
+"""Seconds between two batches of sends."""
+EPOCH_DAYS = 29
+"""Days of traffic planned at once. Each epoch starts one weekday later than the one
+before, so the same users (same groups) visit on other days each time."""
+BUFFER = 20
+RULE_OF_THUMB = Decimal(4)
+"""The seed's passes per person per 28 days; sizes the last group."""
+WORKER_READY_TIMEOUT = 90.0
+WORKER_STOP_TIMEOUT = 5.0
+"""Seconds the worker gets to stop after SIGTERM. Its state lives in the demo's
+in-memory broker, so a slow graceful stop buys nothing."""
+PLAIN_REPORT_EVERY = 5.0
+"""Seconds between two tables when stdout is not a terminal."""
+
+DAY_US = 86_400_000_000
+
+SessionEvent = SessionStart | SessionHeartbeat | SessionEnd
+
+
+class DemoError(RuntimeError):
+    """Something the operator must fix or look at; the message says what."""
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    group: str
+    estimate: Estimate
+    measured: Decimal
+    """Passes per person per 28 days in the dry run (anonymous passes included)."""
+
+    @property
+    def tokens(self) -> int:
+        return max(1, self.estimate.tokens)
+
+
+@dataclass(frozen=True)
+class Plan:
+    users: int
+    seed: int
+    time_scale: float
+    groups: list[GroupPlan]
+    rules: Config
+
+    @property
+    def licence(self) -> int:
+        return sum(g.tokens for g in self.groups)
+
+    @property
+    def seconds_per_28_days(self) -> float:
+        return 28 * 86_400 / self.time_scale
+
+
+def time_scale_of(days_per_minute: float) -> float:
+    return days_per_minute * 1440
+
+
+def plan(users: int, groups: int, seed: int, time_scale: float, start: datetime) -> Plan:
+    """Size every group from its own demand: dry-run the first 28 days of the traffic
+    through the engine with unlimited pools, then apply the estimate formula (R12)."""
+    engine = Engine(Config())
+    out: list[Any] = []
+    engine.apply(Licence(event_id="plan-licence", ts=start, total_tokens=10**12), out)
+    names: list[str] = []
+    people: dict[str, set[str]] = {}
+    end = to_micros(start) + 28 * DAY_US
+    for _, event in generate(users, groups, EPOCH_DAYS, seed, start=start):
+        if isinstance(event, Licence):
+            continue
+        if isinstance(event, LoginGroup):  # the generator's groups, with unlimited tokens
+            names.append(event.group)
+            people[event.group] = set()
+            engine.apply(msgspec.structs.replace(event, tokens=10**9), out)
+            continue
+        if not isinstance(event, SessionEvent):
+            continue
+        if to_micros(event.ts) >= end:
+            break
+        if event.user_id is not None:
+            people[event.group].add(event.user_id)
+        engine.apply(event, out)
+    passes = dict.fromkeys(names, 0)
+    for o in out:
+        if isinstance(o, PassConsumed) and to_micros(o.ts) < end:
+            passes[o.group] += 1
+    sized = []
+    for i, name in enumerate(names):
+        n = len(people[name])
+        per_person = (Decimal(passes[name]) / n if n else Decimal(0)).quantize(
+            Decimal("0.1"), ROUND_HALF_UP
+        )
+        basis = RULE_OF_THUMB if groups > 1 and i == groups - 1 else per_person
+        sized.append(GroupPlan(name, estimate_tokens(n, basis, BUFFER), per_person))
+    return Plan(users, seed, time_scale, sized, scaled_config(time_scale))
+
+
+def allocations(p: Plan, ts: datetime) -> list[tuple[str, bytes, Licence | LoginGroup]]:
+    """The licence and one login access group per group: `(topic, key, event)`."""
+    out: list[tuple[str, bytes, Licence | LoginGroup]] = [
+        (Topic.ALLOCATIONS, b"", Licence(event_id="demo-licence", ts=ts,
+                                          total_tokens=p.licence))
+    ]
+    for g in p.groups:
+        out.append((Topic.ALLOCATIONS, g.group.encode(),
+                    LoginGroup(event_id=f"demo-{g.group}", ts=ts, group=g.group,
+                               tokens=g.tokens)))
+    return out
+
+
+def traffic(
+    users: int, groups: int, seed: int, start: datetime, time_scale: float
+) -> Iterator[tuple[int, str, SessionEvent]]:
+    """Session events `(ts µs, topic, event)` in event-time order, without end.
+
+    Epoch k is `generate(...)` over `EPOCH_DAYS` from `start + k * EPOCH_DAYS`
+    (compressed); its ids get an `e<k>-` prefix so no epoch repeats another's
+    session or event ids (R13). The few events of an epoch's last sessions that
+    spill past its end are merged with the next epoch.
+    """
+    span = timedelta(days=EPOCH_DAYS) / time_scale
+    carry: list[tuple[int, str, SessionEvent]] = []
+    for k in itertools.count():
+        epoch_start = start + k * span
+        boundary = to_micros(epoch_start + span)
+        prefix = f"e{k}-"
+        fresh = (
+            (to_micros(e.ts), str(topic), _relabel(e, prefix))
+            for topic, e in generate(users, groups, EPOCH_DAYS, seed, start=epoch_start,
+                                     time_scale=time_scale)
+            if isinstance(e, SessionEvent)
+        )
+        spill: list[tuple[int, str, SessionEvent]] = []
+        for item in heapq.merge(carry, fresh, key=lambda item: item[0]):
+            if item[0] < boundary:
+                yield item
+            else:
+                spill.append(item)
+        carry = spill
+
+
+def _relabel(e: SessionEvent, prefix: str) -> SessionEvent:
+    return msgspec.structs.replace(
+        e, event_id=prefix + e.event_id, session_id=prefix + e.session_id
+    )
+
+
+def rule_flags(rules: Config) -> list[str]:
+    """The compressed durations as worker flags, checked to parse back exactly."""
+    flags = []
+    for name in ("window", "pass_lifetime", "inactivity_timeout", "dedupe_horizon",
+                 "uap_quarantine"):
+        value: timedelta = getattr(rules, name)
+        text = format_duration(value)
+        if parse_duration(text) != value:  # format_duration may print a float
+            raise DemoError(f"cannot pass {name}={value!r} exactly as a flag ({text})")
+        flags += ["--" + name.replace("_", "-"), text]
+    return flags
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class GroupRow:
+    capacity: int = 0
+    available: int = 0
+    in_use: int = 0
+    open_sessions: int = 0
+    consumed: int = 0
+    returned: int = 0
+    denied: int = 0
+
+
+_GAUGES = {
+    "tokenpool_pool_capacity_passes": "capacity",
+    "tokenpool_pool_available_passes": "available",
+    "tokenpool_pool_in_use_passes": "in_use",
+    "tokenpool_open_sessions": "open_sessions",
+}
+_COUNTERS = {
+    "tokenpool_passes_consumed_total": "consumed",
+    "tokenpool_passes_returned_total": "returned",
+    "tokenpool_access_denied_total": "denied",
+}
+
+
+def parse_metrics(text: str) -> dict[str, GroupRow]:
+    """Per-group figures from the worker's Prometheus text; counters summed over
+    their `reason` label."""
+    rows: dict[str, GroupRow] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = _GAUGES.get(sample.name) or _COUNTERS.get(sample.name)
+            group = sample.labels.get("group")
+            if name is None or group is None:
+                continue
+            row = rows.setdefault(group, GroupRow())
+            value = int(sample.value)
+            setattr(row, name, getattr(row, name) + value if name in _COUNTERS.values()
+                    else value)
+    return rows
+
+
+def scrape(url: str, timeout: float = 2.0) -> dict[str, GroupRow]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return parse_metrics(response.read().decode())
+
+
+_COLUMNS = ("group", "capacity", "available", "in use", "open sessions", "consumed",
+            "returned", "denied")
+
+
+def render(rows: dict[str, GroupRow], headline: str) -> list[str]:
+    widths = [max(6, len(c)) for c in _COLUMNS]
+    widths[0] = max([5, *(len(g) for g in rows)])
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    out = [headline, line(list(_COLUMNS))]
+    total = GroupRow()
+    for group in sorted(rows):
+        r = rows[group]
+        out.append(line([group, *(str(v) for v in _row_values(r))]))
+        for name in GroupRow.__dataclass_fields__:
+            setattr(total, name, getattr(total, name) + getattr(r, name))
+    if len(rows) > 1:
+        out.append(line(["all", *(str(v) for v in _row_values(total))]))
+    if not rows:
+        out.append("(no group reported yet)")
+    return out
+
+
+def _row_values(r: GroupRow) -> tuple[int, ...]:
+    return (r.capacity, r.available, r.in_use, r.open_sessions, r.consumed, r.returned,
+            r.denied)
+
+
+class Screen:
+    """The table on stdout: redrawn in place on a terminal, appended otherwise."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._drawn = 0
+        self._last_plain = 0.0
+
+    def show(self, lines: list[str], *, final: bool = False) -> None:
+        if self.tty:
+            self.erase()
+            # A wrapped line would break the redraw: cut lines to the terminal width.
+            width = shutil.get_terminal_size().columns - 1
+            self._write("\n".join(line[:width] for line in lines) + "\n")
+            self._drawn = 0 if final else len(lines)
+            return
+        now = time.monotonic()
+        if final or now - self._last_plain >= PLAIN_REPORT_EVERY:
+            self._last_plain = now
+            self._write("\n".join(lines) + "\n\n")
+
+    def erase(self) -> None:
+        """Remove the table from a terminal (before a log line is written)."""
+        if self._drawn:
+            self._write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def say(self, text: str) -> None:
+        self.erase()
+        self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.stream.write(text)
+            self.stream.flush()
+
+
+class _EraseBeforeLog(logging.Filter):
+    def __init__(self, screen: Screen) -> None:
+        super().__init__()
+        self.screen = screen
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.screen.erase()
+        return True
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on it now (SO_REUSEADDR, as the worker's web
+    server does: connections of a previous run in TIME_WAIT do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class WorkerProcess:
+    """`python -m stream_app worker` in its own process group, logging to a file."""
+
+    def __init__(self, args: list[str], log_path: Path, web_port: int) -> None:
+        self.args = args
+        self.log_path = log_path
+        self.base_url = f"http://127.0.0.1:{web_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> None:
+        from stream_app.broker import _die_with_parent
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENPOOL_")}
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        log.info("worker started pid=%d log=%s", self.proc.pid, self.log_path)
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(self.base_url + "/health", timeout=2) as r:
+                data: dict[str, Any] = msgspec.json.decode(r.read())
+                return data
+        except (OSError, msgspec.DecodeError):
+            return None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no worker log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def stop(self, timeout: float = WORKER_STOP_TIMEOUT) -> None:
+        """SIGTERM the process group, SIGKILL what is left after `timeout`, reap."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while not self._has_exited():
+            if time.monotonic() > deadline:
+                log.warning("worker still running %.0fs after SIGTERM, killing its "
+                            "process group pid=%d", timeout, proc.pid)
+                break
+            await asyncio.sleep(0.1)
+        self._signal(signal.SIGKILL)  # whatever is left in its group
+        await asyncio.to_thread(proc.wait, 10)
+        log.info("worker stopped pid=%d status=%s", proc.pid, proc.returncode)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        """Only while the leader is unreaped, so its group id cannot have been reused."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    def _has_exited(self) -> bool:
+        """Exited, without reaping it (see `_signal`)."""
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    started_at: float = 0.0
+    """Wall-clock time (s) of the traffic's day 0."""
+    rows: dict[str, GroupRow] = field(default_factory=dict)
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace, bootstrap: str, workdir: Path,
+                 screen: Screen) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.screen = screen
+        self.config = StreamConfig(broker=bootstrap, app_id=APP_ID,
+                                   partitions=args.partitions, web_port=args.web_port)
+        self.time_scale = time_scale_of(args.days_per_minute)
+        self.stop = asyncio.Event()
+        self.stats = Stats()
+        self.worker: WorkerProcess | None = None
+        self.failure: str | None = None
+        self.metrics_url = f"http://127.0.0.1:{args.web_port}/metrics"
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.stop.is_set():
+            log.info("%s received: already stopping", sig.name)
+            return
+        log.info("%s received: stopping", sig.name)
+        self.stop.set()
+
+    def _fail(self, message: str) -> None:
+        if self.failure is None:
+            self.failure = message
+            log.error("%s", message)
+        self.stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        producer = None
+        try:
+            from stream_app.broker import create_topics
+
+            created = await create_topics(self.config)
+            log.info("topics ready created=%d app_id=%s partitions=%d", len(created),
+                     APP_ID, self.config.partitions)
+            now = datetime.now(UTC)
+            self.plan = plan(self.args.users, self.args.groups, self.args.seed,
+                             self.time_scale, now)
+            self._intro()
+            await self._start_worker()
+            if self.stop.is_set():
+                return self._exit_code()
+            producer = await self._producer()
+            await self._allocate(producer)
+            if self.stop.is_set():
+                return self._exit_code()
+            tasks = [asyncio.create_task(self._drive(producer), name="traffic"),
+                     asyncio.create_task(self._display(), name="display")]
+            duration = self.args.duration
+            try:
+                await asyncio.wait_for(self.stop.wait(), duration)
+            except TimeoutError:
+                log.info("duration reached: %ss of traffic", duration)
+                self.stop.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._final_table()
+            return self._exit_code()
+        finally:
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 10)
+            if self.worker is not None:
+                await self.worker.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _exit_code(self) -> int:
+        return 1 if self.failure else 0
+
+    def _intro(self) -> None:
+        p = self.plan
+        say = self.screen.say
+        say(f"tokenpool demo: {p.users} simulated users in {len(p.groups)} login access "
+            f"group(s); 28 days pass every {p.seconds_per_28_days:.0f} s "
+            f"(time x{p.time_scale:g}, seed {p.seed})")
+        say("tokens per group from the estimate (R12), passes per person per 28 days "
+            "measured on the planned traffic:")
+        for g in p.groups:
+            e = g.estimate
+            basis = ("measured" if Decimal(e.passes_per_person) == g.measured
+                     else f"the seed's rule of thumb; measured {g.measured}")
+            say(f"  {g.group}: {e.people} people x {e.passes_per_person} passes ({basis})"
+                f" x (1 + {e.buffer_percent}%) / 10 = {e.exact} -> {g.tokens} tokens, "
+                f"{g.tokens * 10} passes")
+        say(f"  licence: {p.licence} tokens")
+        say(f"metrics: {self.metrics_url}   health: "
+            f"{self.metrics_url.removesuffix('/metrics')}/health")
+        stop = (f"stops after {self.args.duration:g} s of traffic"
+                if self.args.duration else "Ctrl-C to stop")
+        say(stop)
+
+    async def _start_worker(self) -> None:
+        c = self.config
+        args = [
+            sys.executable, "-m", "stream_app", "--log-level", "INFO", "worker",
+            "--broker", c.broker, "--app-id", c.app_id, "--mode", "live",
+            "--partitions", str(c.partitions),
+            "--tick-interval", TICK_INTERVAL, "--idle-wait", IDLE_WAIT,
+            "--session-timeout", "6s",
+            "--web-host", "127.0.0.1", "--web-port", str(c.web_port),
+            "--data-dir", str(self.workdir / "worker-data"),
+            *rule_flags(self.plan.rules),
+        ]
+        self.worker = WorkerProcess(args, self.workdir / "worker.log", c.web_port)
+        self.worker.start()
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while not self.stop.is_set():
+            code = self.worker.exited()
+            if code is not None:
+                self._fail(f"worker exited with status {code} before it was ready; "
+                           f"its log ends:\n{self.worker.log_tail()}")
+                return
+            health = await asyncio.to_thread(self.worker.health)
+            if health is not None and len(health.get("partitions", ())) >= c.partitions:
+                log.info("worker ready partitions=%s", health["partitions"])
+                return
+            if time.monotonic() > deadline:
+                self._fail(f"worker did not own all {c.partitions} partitions within "
+                           f"{WORKER_READY_TIMEOUT:.0f}s; its log ends:\n"
+                           f"{self.worker.log_tail()}")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 0.2)
+
+    async def _producer(self) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        from stream_app.broker import client_kwargs
+
+        producer = AIOKafkaProducer(**client_kwargs(self.config), linger_ms=5)
+        await producer.start()
+        return producer
+
+    def _topic(self, topic: str) -> str:
+        names = self.config.topics
+        return {
+            Topic.SESSION_START: names.session_start,
+            Topic.SESSION_HEARTBEAT: names.session_heartbeat,
+            Topic.SESSION_END: names.session_end,
+            Topic.ALLOCATIONS: names.allocations,
+        }[Topic(topic)]
+
+    async def _allocate(self, producer: Any) -> None:
+        """Send the allocations, then wait until the worker shows every group's
+        capacity, so no session arrives before its group's tokens (R11)."""
+        ts = datetime.now(UTC)
+        for topic, key, event in allocations(self.plan, ts):
+            await producer.send_and_wait(self._topic(topic), encode(event), key=key)
+        want = {g.group: g.tokens * 10 for g in self.plan.groups}
+        deadline = time.monotonic() + 30
+        while not self.stop.is_set():
+            rows = await self._scrape()
+            if rows is not None and all(
+                g in rows and rows[g].capacity == cap for g, cap in want.items()
+            ):
+                log.info("allocations applied licence=%d groups=%d", self.plan.licence,
+                         len(want))
+                return
+            if time.monotonic() > deadline:
+                self._fail(f"the worker did not apply the allocations within 30s; its "
+                           f"log ends:\n{self.worker.log_tail() if self.worker else ''}")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 0.2)
+
+    async def _drive(self, producer: Any) -> None:
+        """Send each event `LEAD` seconds before its timestamp, in small batches.
+        Day 0 is `LEAD` seconds from now, so the first events get the lead too."""
+        start = datetime.now(UTC) + timedelta(seconds=LEAD)
+        self.stats.started_at = start.timestamp()
+        events = traffic(self.args.users, self.args.groups, self.args.seed, start,
+                         self.time_scale)
+        log.info("traffic started day0=%s", start.isoformat(timespec="seconds"))
+        ts, topic, event = next(events)
+        try:
+            while True:
+                horizon = int((time.time() + LEAD) * 1_000_000)
+                sent = []
+                while ts <= horizon:
+                    sent.append(await producer.send(
+                        self._topic(topic), encode(event), key=event.group.encode()))
+                    ts, topic, event = next(events)
+                if sent:
+                    await asyncio.gather(*sent)
+                    self.stats.sent += len(sent)
+                await asyncio.sleep(SEND_STEP)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(f"sending traffic failed: {exc!r}")
+
+    async def _scrape(self) -> dict[str, GroupRow] | None:
+        try:
+            return await asyncio.to_thread(scrape, self.metrics_url)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            log.debug("scrape failed: %r", exc)
+            return None
+
+    def _headline(self, final: bool = False) -> str:
+        started = self.stats.started_at
+        day = max(0.0, time.time() - started) * self.time_scale / 86_400 if started else 0.0
+        label = "final" if final else time.strftime("%H:%M:%S")
+        return f"[{label}] simulated day {day:.1f}  |  {self.stats.sent:,} events sent"
+
+    async def _display(self) -> None:
+        while True:
+            code = self.worker.exited() if self.worker else None
+            if code is not None:
+                self._fail(f"worker exited with status {code}; its log ends:\n"
+                           f"{self.worker.log_tail() if self.worker else ''}")
+                return
+            rows = await self._scrape()
+            if rows is not None:
+                self.stats.rows = rows
+                self.screen.show(render(rows, self._headline()))
+            await asyncio.sleep(1.0)
+
+    async def _final_table(self) -> None:
+        if self.worker is not None and self.worker.exited() is None:
+            rows = await self._scrape()
+            if rows is not None:
+                self.stats.rows = rows
+        self.screen.show(render(self.stats.rows, self._headline(final=True)), final=True)
+        log.info("demo summary events_sent=%d %s", self.stats.sent, " ".join(
+            f"{g}:consumed={r.consumed},returned={r.returned},denied={r.denied}"
+            for g, r in sorted(self.stats.rows.items())))
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def validate(args: argparse.Namespace) -> str | None:
+    if args.users < 1:
+        return "--users must be at least 1"
+    if args.groups < 1:
+        return "--groups must be at least 1"
+    if args.partitions < 1:
+        return "--partitions must be at least 1"
+    if args.days_per_minute <= 0:
+        return "--days-per-minute must be positive"
+    if args.duration is not None and args.duration <= 0:
+        return "--duration must be positive"
+    if not 0 < args.web_port < 65536:
+        return "--web-port must be a TCP port"
+    if not port_is_free("127.0.0.1", args.web_port):
+        return f"port {args.web_port} is in use: pick another with --web-port"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `tokenpool demo`; returns the exit status."""
+    if args.seed is None:
+        args.seed = DEFAULT_SEED
+    problem = validate(args)
+    if problem is not None:
+        print(f"tokenpool demo: {problem}", file=sys.stderr)
+        return 2
+
+    from stream_app.broker import BrokerStartError, EmbeddedBroker
+
+    screen = Screen(sys.stdout)
+    log_filter = _EraseBeforeLog(screen) if screen.tty else None
+    handlers = logging.getLogger().handlers
+    if log_filter is not None:
+        for handler in handlers:
+            handler.addFilter(log_filter)
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="tokenpool-demo-"))
+    broker = EmbeddedBroker(log_path=workdir / "tansu.log")
+    code = 1
+    try:
+        broker.start()
+        if not log.isEnabledFor(logging.DEBUG):  # one line per topic is noise here
+            logging.getLogger("stream_app.broker").setLevel(logging.WARNING)
+        demo = Demo(args, broker.bootstrap, workdir, screen)
+        code = asyncio.run(demo.run())
+    except KeyboardInterrupt as exc:
+        log.info("%s: stopping", exc.args[0] if exc.args else "SIGINT")
+        code = 0
+    except (BrokerStartError, FileNotFoundError) as exc:
+        log.error("cannot start the embedded broker: %s", exc)
+    except DemoError as exc:
+        log.error("%s", exc)
+    finally:
+        # Stopping must finish: ignore further Ctrl-C / SIGTERM until it has.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            broker.stop()
+            log.info("embedded broker stopped")
+            if code == 0:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                log.info("logs kept in %s", workdir)
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGTERM, previous_term)
+            if log_filter is not None:
+                for handler in handlers:
+                    handler.removeFilter(log_filter)
+    return code

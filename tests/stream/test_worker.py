@@ -1,0 +1,194 @@
+"""The worker on a real broker: backfill order, crash restart, rebalance, ticks and
+bad input (SPEC §3, §4; the streaming service's must-haves)."""
+
+import asyncio
+import json
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka_helpers import consume_all
+from kafka_helpers import produce as produce_values
+from stream_harness import collect, produce, replay_reference, wait_for_state
+from test_stream_equals_replay import random_workload
+from worker_process import WorkerProcess
+
+from schemas import Topic
+from stream_app.broker import create_topics
+from stream_app.config import StreamConfig
+
+BACKFILL_ORDER = [Topic.ALLOCATIONS, Topic.SESSION_START, Topic.SESSION_HEARTBEAT,
+                  Topic.SESSION_END]
+
+
+def setup(config: StreamConfig) -> None:
+    asyncio.run(create_topics(config))
+
+
+def assert_matches_replay(got: dict, expected: dict, log: str) -> None:
+    extra = sorted((c[0]["value"]["ts"], c[0]["topic"], c[0]["value"].get("group"),
+                    c[0]["value"].get("reason"), c[0]["value"].get("session_id"))
+                   for i, c in got.items() if i not in expected)
+    missing = sorted((e["value"]["ts"], e["topic"], e["value"].get("group"),
+                      e["value"].get("reason"), e["value"].get("session_id"))
+                     for i, e in expected.items() if i not in got)
+    assert not extra and not missing, (
+        f"{len(extra)} extra, first {extra[:5]}; {len(missing)} missing, first {missing[:5]}"
+        f"\n{log}")
+    for event_id, copies in got.items():
+        assert all(c == expected[event_id] for c in copies), event_id
+
+
+def test_backfill_topic_by_topic_gives_the_replay_result(stream_config, tmp_path: Path) -> None:
+    """Allocations first, then every start, every heartbeat, every end: the merge
+    waits for inputs that still have records to fetch, so event time wins."""
+    config = stream_config(mode="replay")
+    setup(config)
+    records = random_workload(4000)
+    expected, state = replay_reference(records, tmp_path)
+    for topic in BACKFILL_ORDER:  # written before the worker starts: a real backfill
+        produce(config, [r for r in records if r["topic"] == topic])
+    worker = WorkerProcess(config, tmp_path).start()
+    try:
+        got = collect(config, set(expected))
+        assert_matches_replay(got, expected, worker.log_tail())
+        assert wait_for_state(worker, state) == state
+    finally:
+        worker.stop()
+
+
+def test_kill_9_mid_workload_then_restart_loses_and_doubles_nothing(
+    stream_config, tmp_path: Path
+) -> None:
+    config = stream_config(mode="replay")
+    setup(config)
+    records = random_workload(20_000)
+    expected, state = replay_reference(records, tmp_path)
+    worker = WorkerProcess(config, tmp_path, name="first").start(config.partitions)
+    produce(config, [r for r in records if r["topic"] == Topic.ALLOCATIONS])
+    produce(config, [r for r in records if r["topic"] != Topic.ALLOCATIONS])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill once some, not all, outputs are out
+        seen = collect(config, set(), timeout=1, settle=0)
+        if len(seen) > len(expected) // 10:
+            break
+    worker.kill()
+    assert len(seen) < len(expected), "worker finished before the kill: grow the workload"
+    again = WorkerProcess(config, tmp_path, name="second").start()
+    try:
+        got = collect(config, set(expected))
+        assert_matches_replay(got, expected, again.log_tail())
+        assert wait_for_state(again, state) == state
+    finally:
+        again.stop()
+
+
+def test_two_workers_split_partitions_and_one_takes_over(stream_config, tmp_path: Path) -> None:
+    config = stream_config(mode="replay")
+    setup(config)
+    records = random_workload(6000)
+    half = len(records) // 2
+    expected, state = replay_reference(records, tmp_path)
+    first = WorkerProcess(config, tmp_path, name="a").start()
+    second = WorkerProcess(config, tmp_path, name="b").start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            owned = [first.health(), second.health()]
+            if all(h and h["partitions"] for h in owned):
+                break
+            time.sleep(0.3)
+        parts = [set(h["partitions"]) for h in owned if h]
+        assert len(parts) == 2 and parts[0] and parts[1] and not parts[0] & parts[1]
+        produce(config, records[:half])
+        time.sleep(8)  # both work on the first half
+        first.stop()
+        second.wait_ready(partitions=config.partitions)
+        produce(config, records[half:])
+        got = collect(config, set(expected))
+        assert_matches_replay(got, expected, second.log_tail())
+        assert wait_for_state(second, state) == state
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def test_ticks_return_a_pass_on_time_with_no_input_traffic(stream_config, tmp_path: Path) -> None:
+    tick = 1.0
+    config = stream_config(mode="live")
+    setup(config)
+    worker = WorkerProcess(
+        config, tmp_path, extra=["--tick-interval", f"{tick}s", "--pass-lifetime", "15s"]
+    ).start(config.partitions)
+    try:
+        t0 = _now()
+        ts = t0.isoformat().replace("+00:00", "Z")
+        produce(config, [
+            {"topic": "allocations", "value": {"kind": "licence", "event_id": "l", "ts": ts,
+                                               "total_tokens": 1}},
+            {"topic": "allocations", "value": {"kind": "login_group", "event_id": "g",
+                                               "ts": ts, "group": "g", "tokens": 1}},
+        ])
+        time.sleep(1.5)
+        produce(config, [{"topic": "session-start", "value": {
+            "event_id": "s", "ts": ts, "group": "g", "session_id": "s1", "user_id": None}}])
+        records = asyncio.run(consume_all(
+            config.broker, config.topics.pass_returned, expect_count=1, timeout=30))
+        arrived = datetime.now(UTC)  # no later than this: the consumer just returned it
+        returned = json.loads(records[0].value)
+        assert returned["ts"] == (t0 + timedelta(seconds=15)).isoformat().replace("+00:00", "Z")
+        assert returned["count"] == 1 and returned["available"] == 10
+        # no input after the start: only a wall-clock tick can have fired the return
+        lag = (arrived - (t0 + timedelta(seconds=15))).total_seconds()
+        assert lag <= 2 * tick + 1.0, f"returned {lag:.2f}s after its return time"
+    finally:
+        worker.stop()
+
+
+def test_bad_input_is_dead_lettered_with_a_reason_and_good_input_still_applies(
+    stream_config, tmp_path: Path
+) -> None:
+    config = stream_config(mode="live")
+    setup(config)
+    worker = WorkerProcess(config, tmp_path).start(config.partitions)
+    try:
+        ts = _now().isoformat().replace("+00:00", "Z")
+        future = (_now() + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+        produce(config, [
+            {"topic": "allocations", "value": {"kind": "licence", "event_id": "l", "ts": ts,
+                                               "total_tokens": 1}},
+            {"topic": "allocations", "value": {"kind": "login_group", "event_id": "g",
+                                               "ts": ts, "group": "g", "tokens": 1}},
+        ])
+        time.sleep(1.5)
+        start = {"event_id": "e", "ts": ts, "group": "g", "session_id": "s", "user_id": "u"}
+        asyncio.run(produce_values(config.broker, config.topics.session_start, "g", [
+            b"\x00\xffgarbage",
+            {**start, "event_id": "bad-type", "session_id": 42},
+            {**start, "event_id": "future", "session_id": "f", "ts": future},
+            {**start, "event_id": "naive", "session_id": "n", "ts": ts.rstrip("Z")},
+            start,
+            {**start, "event_id": "e2", "session_id": "s2", "user_id": None},
+        ]))
+        asyncio.run(produce_values(config.broker, config.topics.allocations, "", [
+            {"kind": "bogus", "event_id": "x", "ts": ts},
+        ]))
+        letters = asyncio.run(consume_all(
+            config.broker, config.topics.dead_letters, expect_count=5, timeout=30))
+        reasons = Counter()
+        for rec in letters:
+            letter = json.loads(rec.value)
+            assert letter["topic"] in (config.topics.session_start, config.topics.allocations)
+            assert letter["offset"] >= 0 and letter["raw"]
+            reasons[letter["error"].split(":")[0]] += 1
+        assert reasons == Counter({"invalid": 4, "future timestamp": 1}), reasons
+        consumed = asyncio.run(consume_all(
+            config.broker, config.topics.pass_consumed, expect_count=2, timeout=30))
+        assert sorted(json.loads(r.value)["session_id"] for r in consumed) == ["s", "s2"]
+    finally:
+        worker.stop()
