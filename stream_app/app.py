@@ -57,7 +57,7 @@ CHECKPOINT_EVERY = 2000
 """Applied inputs per checkpoint at most (one producer flush each)."""
 CHECKPOINT_LINGER = 0.05
 """Seconds an applied input may wait for its checkpoint."""
-LEDGER_MARK_MARGIN = 1.0
+LEDGER_MARK_MARGIN = 0.6
 """Seconds a ledger mark must postdate a wait for grants: a highwater is only as fresh
 as the fetch that brought it."""
 
@@ -224,7 +224,7 @@ class Worker:
             if tp.topic == self.ticks_name:
                 await self.ticks.send(key=b"tick", value=tick, partition=tp.partition)
         allocations = TP(self.config.topics.allocations, 0)
-        if allocations in actives and now - self._last_mark >= 0.5 and self._ledger_idle(
+        if allocations in actives and now - self._last_mark >= 0.25 and self._ledger_idle(
             allocations
         ):
             self._last_mark = now
@@ -328,10 +328,10 @@ class Worker:
         self._maybe_flush_merge(task, now)
 
     def _maybe_flush_merge(self, task: PartitionTask, now: float) -> None:
-        """Kafka Streams' max.task.idle.ms: the merge goes on without an empty input
-        once that input has had nothing to fetch for `idle_wait`; it then keeps going
-        until the input has records again. An input with records still to fetch is
-        waited for (up to ten idle waits, in case its fetch is stuck)."""
+        """Kafka Streams' idling (KIP-695): an empty input with nothing left to fetch is
+        skipped at once; one whose lag is unknown is waited for `idle_wait`; one with
+        records still to fetch is waited for (up to ten idle waits, should its fetch be
+        stuck). Grants are skipped only on the ledger's word that none is pending."""
         partition = task.partition
         if not task.waiting():
             self._blocked_since.pop(partition, None)
@@ -347,19 +347,21 @@ class Worker:
                 if self._mark_at.get(partition, 0.0) < blocked + LEDGER_MARK_MARGIN:
                     return
                 continue
-            key = (task.partition, source)
+            key = (partition, source)
             since = self._idle_since.setdefault(key, now)
             try:
-                highwater = consumer.highwater(TP(self.source_topic[source], task.partition))
+                highwater = consumer.highwater(TP(self.source_topic[source], partition))
             except Exception:
                 highwater = None
-            behind = highwater is None or self._seen.get(key, -1) < highwater - 1
-            if now - since < (10 * idle if behind and highwater else idle):
-                return
-            if behind and highwater:
+            if highwater is None:
+                if now - since < idle:
+                    return
+            elif self._seen.get(key, -1) < highwater - 1:
+                if now - since < 10 * idle:
+                    return
                 log.warning(
                     "merge: input still behind after %.1fs, going on topic=%s partition=%d",
-                    now - since, self.source_topic[source], task.partition,
+                    now - since, self.source_topic[source], partition,
                 )
         task.flush_merge(frozenset(starved))
         if not task.waiting():

@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
 from stream_harness import (
     collect,
     produce,
@@ -47,9 +48,10 @@ def run_and_compare(config: StreamConfig, tmp_path: Path, records: list[dict]) -
         worker.stop()
 
 
-def test_seed_scenario_stream_equals_replay(stream_config, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_seed_scenario_stream_equals_replay(stream_config, tmp_path: Path, store: str) -> None:
     records = [json.loads(line) for line in SEED.read_text().splitlines()]
-    run_and_compare(stream_config(mode="replay"), tmp_path, records)
+    run_and_compare(stream_config(mode="replay", store=store), tmp_path, records)
 
 
 def test_random_5000_event_workload_stream_equals_replay(stream_config, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ class WorkerProcess:
         return [
             sys.executable, "-m", "stream_app", "--log-level", "info", "worker",
             "--broker", c.broker, "--app-id", c.app_id, "--mode", c.mode,
-            "--partitions", str(c.partitions),
+            "--partitions", str(c.partitions), "--store", c.store,
             "--web-port", str(self.port), "--web-host", "127.0.0.1",
             "--session-timeout", "6s", "--idle-wait", "3s",
             "--data-dir", str(self.log_path.parent / f"data-{self.port}"),
