@@ -118,6 +118,17 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def allocate_one_token(config: StreamConfig, ts: str) -> None:
+    """A licence of 1 token, all of it to group `g` (10 passes), decided by the ledger."""
+    produce(config, [
+        {"topic": "allocations", "value": {"kind": "licence", "event_id": "l", "ts": ts,
+                                           "total_tokens": 1}},
+        {"topic": "allocations", "value": {"kind": "login_group", "event_id": "g",
+                                           "ts": ts, "group": "g", "tokens": 1}},
+    ])
+    time.sleep(1.5)
+
+
 def test_ticks_return_a_pass_on_time_with_no_input_traffic(stream_config, tmp_path: Path) -> None:
     tick = 1.0
     config = stream_config(mode="live")
@@ -128,13 +139,7 @@ def test_ticks_return_a_pass_on_time_with_no_input_traffic(stream_config, tmp_pa
     try:
         t0 = _now()
         ts = t0.isoformat().replace("+00:00", "Z")
-        produce(config, [
-            {"topic": "allocations", "value": {"kind": "licence", "event_id": "l", "ts": ts,
-                                               "total_tokens": 1}},
-            {"topic": "allocations", "value": {"kind": "login_group", "event_id": "g",
-                                               "ts": ts, "group": "g", "tokens": 1}},
-        ])
-        time.sleep(1.5)
+        allocate_one_token(config, ts)
         produce(config, [{"topic": "session-start", "value": {
             "event_id": "s", "ts": ts, "group": "g", "session_id": "s1", "user_id": None}}])
         records = asyncio.run(consume_all(
@@ -159,13 +164,7 @@ def test_bad_input_is_dead_lettered_with_a_reason_and_good_input_still_applies(
     try:
         ts = _now().isoformat().replace("+00:00", "Z")
         future = (_now() + timedelta(days=1)).isoformat().replace("+00:00", "Z")
-        produce(config, [
-            {"topic": "allocations", "value": {"kind": "licence", "event_id": "l", "ts": ts,
-                                               "total_tokens": 1}},
-            {"topic": "allocations", "value": {"kind": "login_group", "event_id": "g",
-                                               "ts": ts, "group": "g", "tokens": 1}},
-        ])
-        time.sleep(1.5)
+        allocate_one_token(config, ts)
         start = {"event_id": "e", "ts": ts, "group": "g", "session_id": "s", "user_id": "u"}
         asyncio.run(produce_values(config.broker, config.topics.session_start, "g", [
             b"\x00\xffgarbage",
