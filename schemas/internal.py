@@ -46,3 +46,25 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True):
     ts: Timestamp
     advance: bool
     """False in replay mode: the tick only wakes the merge's idle wait."""
+
+
+class GroupUsage(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="group_usage"):
+    """A group partition's tokens still counted for a group: more than its allocation
+    while passes in use exceed a lowered capacity (R10)."""
+
+    ts: Timestamp
+    group: str
+    counted_tokens: int
+
+
+class UapLastUse(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="uap_last_use"):
+    """A group partition's last use of a removed UAP, so the ledger can quarantine its
+    token exactly (R9); `last_used` is µs since the epoch, None if never used there."""
+
+    ts: Timestamp
+    user_id: str
+    partition: int
+    last_used: int | None
+
+
+Feedback = GroupUsage | UapLastUse

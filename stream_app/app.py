@@ -39,7 +39,17 @@ from schemas import (
     input_decoder,
     to_micros,
 )
-from schemas.internal import Grant, GrantsRecord, GroupTokens, LedgerMark, Tick, UserAccessChange
+from schemas.internal import (
+    Feedback,
+    Grant,
+    GrantsRecord,
+    GroupTokens,
+    GroupUsage,
+    LedgerMark,
+    Tick,
+    UserAccessChange,
+)
+from stream_app.broker import feedback_topic, grants_topic, ticks_topic
 from stream_app.config import StreamConfig
 from stream_app.partition_task import (
     ENDS,
@@ -64,6 +74,11 @@ as the fetch that brought it."""
 _grant_decoder = msgspec.json.Decoder(GrantsRecord)
 _tick_decoder = msgspec.json.Decoder(Tick)
 _ledger_records = msgspec.msgpack.Decoder(LedgerRecord)
+_feedback_decoder = msgspec.json.Decoder(Feedback)
+_pending_decoder = msgspec.msgpack.Decoder(dict[str, tuple[int, dict[int, int | None]]])
+_counts_decoder = msgspec.msgpack.Decoder(dict[str, int])
+PENDING = 1 << 62
+"""Quarantine end of a removed UAP until every group partition told its last use."""
 _msgpack = msgspec.msgpack.Encoder()
 
 
@@ -73,14 +88,6 @@ class PartitionedTable(faust.Table):  # type: ignore[misc]
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
-
-
-def grants_topic_name(config: StreamConfig) -> str:
-    return f"{config.app_id}-grants"
-
-
-def ticks_topic_name(config: StreamConfig) -> str:
-    return f"{config.app_id}-ticks"
 
 
 def _credentials(config: StreamConfig) -> Any:
@@ -158,27 +165,30 @@ class Worker:
         )
         names = cfg.topics
         self.rank = {
-            grants_topic_name(cfg): GRANTS,
+            grants_topic(cfg): GRANTS,
             names.session_start: STARTS,
             names.session_heartbeat: HEARTBEATS,
             names.session_end: ENDS,
         }
         self.source_topic = {rank: topic for topic, rank in self.rank.items()}
         self.decoders: dict[str, Callable[[bytes], Any]] = {
-            grants_topic_name(cfg): _grant_decoder.decode,
+            grants_topic(cfg): _grant_decoder.decode,
             names.session_start: input_decoder(Topic.SESSION_START).decode,
             names.session_heartbeat: input_decoder(Topic.SESSION_HEARTBEAT).decode,
             names.session_end: input_decoder(Topic.SESSION_END).decode,
         }
         raw = {"key_type": bytes, "value_type": bytes,
                "key_serializer": "raw", "value_serializer": "raw"}
-        self.ticks_name = ticks_topic_name(cfg)
+        self.ticks_name = ticks_topic(cfg)
         inputs = app.topic(
             names.session_start, names.session_heartbeat, names.session_end,
-            grants_topic_name(cfg), self.ticks_name, **raw,
+            grants_topic(cfg), self.ticks_name, **raw,
         )
         self.allocations = app.topic(names.allocations, partitions=1, **raw)
-        self.grants = app.topic(grants_topic_name(cfg), **raw)
+        self.feedback_name = feedback_topic(cfg)
+        self.feedback = app.topic(self.feedback_name, partitions=1, **raw)
+        ledger_inputs = app.topic(names.allocations, self.feedback_name, partitions=1, **raw)
+        self.grants = app.topic(grants_topic(cfg), **raw)
         self.ticks = app.topic(self.ticks_name, **raw)
         self.outputs = {
             str(Topic.PASS_CONSUMED): app.topic(names.pass_consumed, **raw),
@@ -199,9 +209,14 @@ class Worker:
         ))
         self.ledger: Ledger | None = None
         self.ledger_tokens: dict[str, int] = {}
+        """Group → tokens the ledger accepted."""
+        self.ledger_counted: dict[str, int] = {}
+        """Group → tokens its partition still counts (passes in use keep theirs, R10)."""
+        self.ledger_pending: dict[str, tuple[int, dict[int, int | None]]] = {}
+        """Removed UAP → (removal µs, partition → last use) until every partition told."""
 
         app.agent(inputs, name="pools")(self._pools_agent)
-        app.agent(self.allocations, name="ledger")(self._ledger_agent)
+        app.agent(ledger_inputs, name="ledger")(self._ledger_agent)
         wake = min(0.1, cfg.idle_wait.total_seconds() / 2)
         app.timer(wake, name="ticks")(self._send_ticks)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -374,7 +389,9 @@ class Worker:
         cp = task.checkpoint()
         for o in cp.outputs:
             await self.outputs[o.topic].send(key=o.key, value=o.value)
-        if cp.outputs:
+        for f in cp.feedback:
+            await self.feedback.send(key=b"", value=f, partition=0)
+        if cp.outputs or cp.feedback:
             await self.app.producer.flush()
         if self.tasks.get(task.partition) is not task:
             return  # revoked while the outputs went out: the new owner re-applies
@@ -414,9 +431,11 @@ class Worker:
             record = _ledger_records.decode(raw) if raw is not None else LedgerRecord()
             self.ledger = Ledger(self.rules, record)
             tokens = self.ledger_table.get(record_key(0, "G", "", ""))
-            self.ledger_tokens = (
-                msgspec.msgpack.decode(tokens, type=dict[str, int]) if tokens else {}
-            )
+            self.ledger_tokens = _counts_decoder.decode(tokens) if tokens else {}
+            counted = self.ledger_table.get(record_key(0, "C", "", ""))
+            self.ledger_counted = _counts_decoder.decode(counted) if counted else {}
+            pending = self.ledger_table.get(record_key(0, "P", "", ""))
+            self.ledger_pending = _pending_decoder.decode(pending) if pending else {}
         return self.ledger
 
     async def _ledger_agent(self, stream: Any) -> None:
@@ -430,8 +449,12 @@ class Worker:
             last = int(done) if done is not None else -1
             for event in events:
                 msg = event.message
+                if msg.topic == self.feedback_name:
+                    self._on_feedback(ledger, _feedback_decoder.decode(msg.value))
+                    continue
                 if msg.offset <= last:
                     continue  # decided before a crash: the grants went out then
+                last = msg.offset
                 try:
                     allocation: Allocation = decode(msg.value)
                 except msgspec.DecodeError as exc:
@@ -449,11 +472,12 @@ class Worker:
                     await self.outputs[str(Topic.ALLOCATION_REJECTED)].send(
                         key=b"", value=encode(rejection)
                     )
-                last = msg.offset
             await self.app.producer.flush()
-            self._ledger_seen = max(self._ledger_seen, events[-1].message.offset)
+            self._ledger_seen = max(self._ledger_seen, last)
             self.ledger_table[record_key(0, "L", "", "")] = _msgpack.encode(ledger.record)
             self.ledger_table[record_key(0, "G", "", "")] = _msgpack.encode(self.ledger_tokens)
+            self.ledger_table[record_key(0, "C", "", "")] = _msgpack.encode(self.ledger_counted)
+            self.ledger_table[record_key(0, "P", "", "")] = _msgpack.encode(self.ledger_pending)
             self.ledger_table[offset_key] = str(last).encode()
 
     def _decide(
@@ -461,7 +485,8 @@ class Worker:
     ) -> tuple[list[tuple[int, Grant]], AllocationRejected | None]:
         """The single-writer decision; the same checks `rules.Engine` applies."""
         t = ledger.at(to_micros(ev.ts))
-        counted = self.ledger_tokens
+        tokens = self.ledger_tokens
+        counted = {g: max(n, self.ledger_counted.get(g, 0)) for g, n in tokens.items()}
         reason: str | None
         grants: list[tuple[int, Grant]] = []
         if isinstance(ev, Licence):
@@ -473,7 +498,10 @@ class Worker:
                 others = [v for g, v in counted.items() if g != ev.group]
                 reason = ledger.fits(ev.tokens, t, others)
             if reason is None:
-                counted[ev.group] = ev.tokens
+                tokens[ev.group] = ev.tokens
+                # Until the partition tells what it still counts, keep counting the
+                # old share: passes in use may hold it (R10). Never over-allocates.
+                self.ledger_counted[ev.group] = before
                 grant = GroupTokens(event_id=ev.event_id, ts=ev.ts, group=ev.group,
                                     tokens=ev.tokens)
                 grants.append((self._partition_of(ev.group), grant))
@@ -485,7 +513,10 @@ class Worker:
         else:
             reason = None
             if ev.user_id in ledger.uap:
-                ledger.remove(ev.user_id, t)
+                # Quarantined until every partition told its last use of the UAP (R9).
+                del ledger.uap[ev.user_id]
+                ledger.record.quarantine[ev.user_id] = PENDING
+                self.ledger_pending[ev.user_id] = (t, {})
                 grants.extend(self._broadcast(UserAccessChange(
                     event_id=ev.event_id, ts=ev.ts, user_id=ev.user_id, assigned=False)))
         if reason is None:
@@ -494,6 +525,29 @@ class Worker:
             event_id=output_id("ar", ev.event_id, t), ts=from_micros(t), reason=reason,
             request=ev,
         )
+
+    def _on_feedback(self, ledger: Ledger, fb: Any) -> None:
+        if isinstance(fb, GroupUsage):
+            self.ledger_counted[fb.group] = fb.counted_tokens
+            return
+        pending = self.ledger_pending.get(fb.user_id)
+        if pending is None:
+            return
+        removed_at, replies = pending
+        replies[fb.partition] = fb.last_used
+        if len(replies) < self.config.partitions:
+            return
+        del self.ledger_pending[fb.user_id]
+        uses = [u for u in replies.values() if u is not None]
+        span = int(self.rules.uap_quarantine.total_seconds() * 1_000_000)
+        until = max(uses) + span if uses else 0
+        quarantine = ledger.record.quarantine
+        if until > removed_at and quarantine.get(fb.user_id) == PENDING:
+            quarantine[fb.user_id] = until
+        elif quarantine.get(fb.user_id) == PENDING:
+            del quarantine[fb.user_id]
+        log.info("uap quarantine resolved user_id=%s until=%s", fb.user_id,
+                 from_micros(until).isoformat() if until > removed_at else "freed")
 
     def _broadcast(self, grant: Grant) -> list[tuple[int, Grant]]:
         return [(p, grant) for p in range(self.config.partitions)]

@@ -72,6 +72,11 @@ def ticks_topic(config: StreamConfig) -> str:
     return f"{config.app_id}-ticks"
 
 
+def feedback_topic(config: StreamConfig) -> str:
+    """Group partitions → ledger: tokens still counted, last use of removed UAPs."""
+    return f"{config.app_id}-feedback"
+
+
 def input_topic_names(config: StreamConfig) -> list[str]:
     """Source topics, in the order that breaks timestamp ties (`schemas.INPUT_TOPICS`)."""
     t = config.topics
@@ -100,6 +105,7 @@ def topic_specs(config: StreamConfig) -> list[TopicSpec]:
     return [
         *(TopicSpec(name, n, "input") for name in session_topic_names(config)),
         TopicSpec(config.topics.allocations, ALLOCATIONS_PARTITIONS, "input"),
+        TopicSpec(feedback_topic(config), ALLOCATIONS_PARTITIONS, "internal"),
         *(TopicSpec(name, n, "internal") for name in internal_topic_names(config)),
         *(TopicSpec(name, n, "output") for name in output_topic_names(config)),
     ]

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from rules import Config, Engine, TimestampMerge
+from rules.ledger import NEVER_USED
 from rules.pool import TOUCH_HOLDER, TOUCH_RETURN, TOUCH_SESSION, TOUCH_UAP, Journal
 from rules.records import Holder, PoolRecord, Session
 from schemas import (
@@ -32,9 +33,10 @@ from schemas import (
     PassReturned,
     Topic,
     encode,
+    from_micros,
     to_micros,
 )
-from schemas.internal import Grant
+from schemas.internal import Feedback, Grant, GroupUsage, UapLastUse
 
 # Merge sources of a group partition, in the order that breaks timestamp ties.
 GRANTS, STARTS, HEARTBEATS, ENDS = range(4)
@@ -94,6 +96,7 @@ class Output:
 @dataclass
 class Checkpoint:
     outputs: list[Output]
+    feedback: list[bytes]
     commit: tuple[bytes, bytes]
     updates: list[tuple[bytes, bytes | None]]
     acks: list[Any]
@@ -105,6 +108,9 @@ class _Pending:
 
     outputs: list[OutputEvent] = field(default_factory=list)
     groups: set[str] = field(default_factory=set)
+    report: set[str] = field(default_factory=set)
+    """Groups whose counted tokens the ledger must hear about (a grant applied)."""
+    feedback: list[Feedback] = field(default_factory=list)
     acks: list[Any] = field(default_factory=list)
 
 
@@ -113,6 +119,7 @@ class PartitionTask:
         "_journal",
         "_merge",
         "_pending",
+        "_reported",
         "applied",
         "engine",
         "partition",
@@ -126,6 +133,8 @@ class PartitionTask:
         self._pending = _Pending()
         self.applied: dict[int, int] = {}
         """Merge source → offset of the last record applied (survives restarts)."""
+        self._reported: dict[str, int] = {}
+        """Group → counted tokens last told to the ledger by this process."""
 
     # -- recovery ----------------------------------------------------------------
 
@@ -201,12 +210,19 @@ class PartitionTask:
         outputs, applied = pending.outputs, self.applied
         for source, offset, event, handle in items:
             if source == GRANTS:
+                last = engine.ledger.uap.get(getattr(event, "user_id", ""))
                 engine.apply_grant(event, outputs)
                 group = getattr(event, "group", None)
                 if group is None:  # a UAP change: the partition's replica of UAP holders
                     self._journal.append((TOUCH_UAP, "", event.user_id))
+                    if not event.assigned:  # tell the ledger its last use here (R9)
+                        pending.feedback.append(UapLastUse(
+                            ts=event.ts, user_id=event.user_id, partition=self.partition,
+                            last_used=None if last is None or last == NEVER_USED else last,
+                        ))
                 else:
                     pending.groups.add(group)
+                    pending.report.add(group)
             else:
                 engine.apply(event, outputs)
                 if event.group in engine.pools:
@@ -237,10 +253,19 @@ class PartitionTask:
         """Everything applied since the last checkpoint, as writes in their order."""
         p, engine, part = self._pending, self.engine, self.partition
         updates: dict[bytes, bytes | None] = {}
+        feedback = list(p.feedback)
         for group in p.groups:
             pool = engine.pools.get(group)
             if pool is not None:
                 updates[record_key(part, _KIND_POOL, group, "")] = _record.encode(pool.record)
+                counted = pool.counted_tokens
+                if group in p.report or self._reported.get(group, counted) != counted:
+                    self._reported[group] = counted
+                    clock = pool.record.clock
+                    feedback.append(GroupUsage(
+                        ts=from_micros(clock if clock is not None else 0), group=group,
+                        counted_tokens=counted,
+                    ))
         for kind, group, name in self._journal:
             pool = engine.pools.get(group)
             value: Any
@@ -264,6 +289,7 @@ class PartitionTask:
         commit = Commit(offsets=dict(self.applied), updates=update_list)
         checkpoint = Checkpoint(
             outputs=outputs,
+            feedback=[encode(f) for f in feedback],
             commit=(record_key(part, _KIND_COMMIT, "", ""), _record.encode(commit)),
             updates=update_list,
             acks=p.acks,

@@ -31,6 +31,7 @@ from stream_app.broker import (
     _probe_metadata,
     client_kwargs,
     create_topics,
+    feedback_topic,
     free_port,
     grants_topic,
     input_topic_names,
@@ -149,7 +150,7 @@ def test_topic_layout() -> None:
     t = config.topics
     assert specs == {
         t.session_start: 6, t.session_heartbeat: 6, t.session_end: 6,
-        t.allocations: 1,
+        t.allocations: 1, f"{config.app_id}-feedback": 1,
         f"{config.app_id}-grants": 6, f"{config.app_id}-ticks": 6,
         t.pass_consumed: 6, t.pass_returned: 6, t.access_denied: 6,
         t.allocation_rejected: 6, t.dead_letters: 6,
@@ -180,7 +181,8 @@ async def test_create_topics_is_idempotent(
     # A partial earlier run: only the missing topics are created.
     other = stream_config(topics=config.topics)  # same topics, new app id
     assert sorted(await create_topics(other)) == sorted([grants_topic(other),
-                                                         ticks_topic(other)])
+                                                         ticks_topic(other),
+                                                         feedback_topic(other)])
     counts = await partition_counts(broker, first)
     assert counts == {spec.name: spec.partitions for spec in topic_specs(config)}
 
@@ -234,7 +236,8 @@ def test_topics_create_command(stream_config: StreamConfigFactory,
         table = {name: (int(count), st) for name, count, st in rows[1:]}
         assert table[config.topics.allocations] == (1, status)
         assert table[f"{config.app_id}-grants"] == (3, status)
-        assert len(table) == 11
+        assert table[f"{config.app_id}-feedback"] == (1, status)
+        assert len(table) == 12
         assert {st for _, st in table.values()} == {status}
 
 

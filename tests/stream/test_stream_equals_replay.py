@@ -58,3 +58,74 @@ def test_random_5000_event_workload_stream_equals_replay(stream_config, tmp_path
     records = random_workload(5000)
     assert len(records) == 5000
     run_and_compare(stream_config(mode="replay"), tmp_path, records)
+
+
+def _at(minutes: float) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    t = datetime(2026, 11, 1, 8, tzinfo=UTC) + timedelta(minutes=minutes)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _alloc(n: int, minutes: float, **value: object) -> dict:
+    return {"topic": "allocations", "value": {"event_id": f"a{n}", "ts": _at(minutes), **value}}
+
+
+def _start(sid: str, minutes: float, user: str | None, group: str = "g") -> dict:
+    return {"topic": "session-start", "value": {
+        "event_id": f"s-{sid}", "ts": _at(minutes), "group": group, "session_id": sid,
+        "user_id": user}}
+
+
+def test_ledger_counts_lowered_groups_and_quarantined_uaps_like_replay(
+    stream_config, tmp_path: Path
+) -> None:
+    """R10: a group lowered below its passes in use keeps counting ceil(in_use / 10)
+    tokens; R9: a removed UAP used in the last 7 days stays quarantined. The ledger
+    learns both from the group partitions, and decides as the replay does. Each phase
+    is produced once the previous one is through, as allocations are made in time."""
+    day = 24 * 60
+    phases = [
+        [
+            _alloc(1, 0, kind="licence", total_tokens=3),
+            _alloc(2, 0, kind="login_group", group="g", tokens=2),
+            _alloc(3, 0, kind="user_access", user_id="u", action="assign"),
+            _start("uap", 10, "u"),
+            *(_start(f"anon-{i}", 20 + i, None) for i in range(15)),
+        ],
+        [
+            _alloc(4, 60, kind="login_group", group="g", tokens=1),  # 15 in use: counts 2
+            _alloc(5, 61, kind="login_group", group="h", tokens=1),  # rejected
+            _alloc(6, 120, kind="user_access", user_id="u", action="remove"),  # quarantined
+            _start("late", 121, None, "g"),
+        ],
+        [
+            _alloc(7, 180, kind="user_access", user_id="v", action="assign"),  # rejected
+            _alloc(8, 8 * day, kind="user_access", user_id="v", action="assign"),  # fits
+            _start("day29", 29 * day, None),  # returns fire: g counts 1 again
+        ],
+        [
+            _alloc(9, 29 * day + 60, kind="login_group", group="h", tokens=1),  # g 1 + v 1
+            # + h 1 = 3: fits now that g's passes came back
+        ],
+    ]
+    records = [r for phase in phases for r in phase]
+    config = stream_config(mode="replay")
+    asyncio.run(create_topics(config))
+    expected, state = replay_reference(records, tmp_path)
+    rejected = sorted(v["value"]["request"]["event_id"] for v in expected.values()
+                      if v["topic"] == "allocation-rejected")
+    assert rejected == ["a5", "a7"]
+    worker = WorkerProcess(config, tmp_path).start(wait_partitions=config.partitions)
+    try:
+        seen: set[str] = set()
+        for phase in phases:
+            produce(config, phase)
+            seen = set(collect(config, seen, timeout=30, settle=4))
+        got = collect(config, set(expected))
+        assert set(got) == set(expected), worker.log_tail()
+        for event_id, copies in got.items():
+            assert all(c == expected[event_id] for c in copies), event_id
+        assert wait_for_state(worker, state) == state
+    finally:
+        worker.stop()

@@ -137,19 +137,23 @@ def test_ticks_return_a_pass_on_time_with_no_input_traffic(stream_config, tmp_pa
         config, tmp_path, extra=["--tick-interval", f"{tick}s", "--pass-lifetime", "15s"]
     ).start(config.partitions)
     try:
-        t0 = _now()
-        ts = t0.isoformat().replace("+00:00", "Z")
-        allocate_one_token(config, ts)
+        allocate_one_token(config, _now().isoformat().replace("+00:00", "Z"))
+        t0 = _now()  # stamped as it is sent: live mode applies it at its own time
         produce(config, [{"topic": "session-start", "value": {
-            "event_id": "s", "ts": ts, "group": "g", "session_id": "s1", "user_id": None}}])
+            "event_id": "s", "ts": t0.isoformat().replace("+00:00", "Z"), "group": "g",
+            "session_id": "s1", "user_id": None}}])
         records = asyncio.run(consume_all(
             config.broker, config.topics.pass_returned, expect_count=1, timeout=30))
         arrived = datetime.now(UTC)  # no later than this: the consumer just returned it
         returned = json.loads(records[0].value)
-        assert returned["ts"] == (t0 + timedelta(seconds=15)).isoformat().replace("+00:00", "Z")
+        consumed = asyncio.run(consume_all(
+            config.broker, config.topics.pass_consumed, expect_count=1, timeout=5))
+        due = datetime.fromisoformat(json.loads(consumed[0].value)["returns_at"])
+        assert returned["ts"] == json.loads(consumed[0].value)["returns_at"]
+        assert due - t0 <= timedelta(seconds=16)  # consumed on arrival, back 15 s later
         assert returned["count"] == 1 and returned["available"] == 10
         # no input after the start: only a wall-clock tick can have fired the return
-        lag = (arrived - (t0 + timedelta(seconds=15))).total_seconds()
+        lag = (arrived - due).total_seconds()
         assert lag <= 2 * tick + 1.0, f"returned {lag:.2f}s after its return time"
     finally:
         worker.stop()
