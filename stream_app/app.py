@@ -119,6 +119,7 @@ class Worker:
         self.rules: Config = config.rules
         self.tasks: dict[int, PartitionTask] = {}
         self._first_pending: dict[int, float] = {}
+        self._assigned: set[TP] | None = None
         self._mark_at: dict[int, float] = {}
         """Partition → wall time of the ledger's latest "nothing pending" mark there."""
         self._blocked_since: dict[int, float] = {}
@@ -144,6 +145,7 @@ class Worker:
         cfg = self.config
         app = faust.App(
             cfg.app_id,
+            env={},  # our flags and TOKENPOOL_* decide; Faust's own env names must not
             broker=[f"kafka://{hp}" for hp in cfg.broker.split(",")],
             broker_credentials=_credentials(cfg),
             store=cfg.store,
@@ -220,6 +222,7 @@ class Worker:
         wake = min(0.1, cfg.idle_wait.total_seconds() / 2)
         app.timer(wake, name="ticks")(self._send_ticks)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
         return app
 
     # -- ticks -------------------------------------------------------------------
@@ -261,6 +264,8 @@ class Worker:
         return max(decided, self._ledger_seen) >= highwater - 1
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        if self._assigned is not None:
+            self._assigned -= set(revoked)
         for tp in revoked:
             if self.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
@@ -383,7 +388,13 @@ class Worker:
             self._blocked_since.pop(partition, None)
 
     def _owns(self, tp: TP) -> bool:
-        return tp in self.app.consumer.assignment()
+        assigned = self._assigned  # kept by the rebalance signals, not rebuilt per event
+        if assigned is None:
+            assigned = self._assigned = set(self.app.consumer.assignment())
+        return tp in assigned
+
+    async def _on_assigned(self, sender: Any, assigned: set[TP], **_: Any) -> None:
+        self._assigned = set(assigned)
 
     async def _checkpoint(self, task: PartitionTask, stream: Any) -> None:
         cp = task.checkpoint()
