@@ -309,7 +309,7 @@ class Worker:
                 pending = task.waiting()
                 if (
                     now - first >= CHECKPOINT_LINGER
-                    or len(task._pending.acks) >= CHECKPOINT_EVERY
+                    or task.pending_inputs() >= CHECKPOINT_EVERY
                     or (msg.topic == self.ticks_name and not pending)
                 ):
                     await self._checkpoint(task, stream)

@@ -245,6 +245,10 @@ class PartitionTask:
 
     # -- checkpoint --------------------------------------------------------------
 
+    def pending_inputs(self) -> int:
+        """Inputs applied (or skipped) since the last checkpoint."""
+        return len(self._pending.acks)
+
     def has_pending(self) -> bool:
         p = self._pending
         return bool(p.acks or p.outputs or self._journal)
