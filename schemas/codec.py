@@ -19,6 +19,7 @@ from schemas.outputs import (
     PassConsumed,
     PassReturned,
 )
+from schemas.timestamps import out_of_range
 from schemas.topics import Topic
 
 
@@ -26,11 +27,34 @@ class DecodeError(ValueError):
     """A record that is not a valid wire value; the message names the field."""
 
 
-_INPUT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    Topic.SESSION_START: msgspec.json.Decoder(SessionStart),
-    Topic.SESSION_HEARTBEAT: msgspec.json.Decoder(SessionHeartbeat),
-    Topic.SESSION_END: msgspec.json.Decoder(SessionEnd),
-    Topic.ALLOCATIONS: msgspec.json.Decoder(Allocation),
+class InputDecoder:
+    """Strict decoder of one input topic: msgspec checks the shape, this adds what a
+    type cannot say. Every way a record can be wrong is a `msgspec.DecodeError`, so a
+    caller that catches it can never be crashed by hostile bytes: nesting too deep
+    for the stack (msgspec raises RecursionError), and timestamps outside the range
+    the engine can compute with (`schemas.timestamps.out_of_range`)."""
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, type_: Any) -> None:
+        self._decode = msgspec.json.Decoder(type_).decode
+
+    def decode(self, data: bytes | str | msgspec.Raw) -> Any:
+        try:
+            event = self._decode(data)
+        except RecursionError:
+            raise msgspec.DecodeError("JSON is nested too deeply") from None
+        problem = out_of_range(event.ts)
+        if problem is not None:
+            raise msgspec.DecodeError(f"{problem} - at `$.ts`")
+        return event
+
+
+_INPUT_DECODERS: dict[str, InputDecoder] = {
+    Topic.SESSION_START: InputDecoder(SessionStart),
+    Topic.SESSION_HEARTBEAT: InputDecoder(SessionHeartbeat),
+    Topic.SESSION_END: InputDecoder(SessionEnd),
+    Topic.ALLOCATIONS: InputDecoder(Allocation),
 }
 _OUTPUT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     Topic.PASS_CONSUMED: msgspec.json.Decoder(PassConsumed),
@@ -43,7 +67,7 @@ _allocation_decoder = _INPUT_DECODERS[Topic.ALLOCATIONS]
 _encoder = msgspec.json.Encoder()
 
 
-def input_decoder(topic: str) -> msgspec.json.Decoder[Any]:
+def input_decoder(topic: str) -> InputDecoder:
     """The strict decoder for an input topic (logical name); KeyError if none."""
     return _INPUT_DECODERS[topic]
 
@@ -74,6 +98,8 @@ def decode_output(topic: str, data: bytes | str) -> OutputEvent | DeadLetter:
         event: OutputEvent | DeadLetter = _OUTPUT_DECODERS[topic].decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(str(exc)) from None
+    except RecursionError:
+        raise DecodeError("JSON is nested too deeply") from None
     return event
 
 

@@ -14,6 +14,22 @@ Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICRO = timedelta(microseconds=1)
 
+EARLIEST = _EPOCH
+"""Inputs stamped before this are rejected: licensing events predate no Unix epoch."""
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+"""Inputs stamped at or after this are rejected: the engine adds lifetimes, horizons
+and quarantines to input times, and `datetime` ends at year 9999. A bound far below
+that keeps every derived instant representable for durations of up to centuries."""
+
+
+def out_of_range(ts: datetime) -> str | None:
+    """Why `ts` cannot be an input time, or None if it can."""
+    if ts < EARLIEST:
+        return f"timestamp {ts.isoformat()} is before {EARLIEST.isoformat()}"
+    if ts >= LATEST:
+        return f"timestamp {ts.isoformat()} is not before {LATEST.isoformat()}"
+    return None
+
 
 def to_micros(ts: datetime) -> int:
     """Microseconds since the Unix epoch, exactly (never via float seconds)."""

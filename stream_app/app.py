@@ -81,6 +81,10 @@ PENDING = 1 << 62
 """Quarantine end of a removed UAP until every group partition told its last use."""
 _msgpack = msgspec.msgpack.Encoder()
 
+BAD_RECORD = (msgspec.DecodeError, RecursionError, TypeError, ValueError)
+"""What decoding a hostile record can raise: invalid JSON or shape, nesting deeper than
+the stack, a null value (tombstone). Each is dead-lettered, never raised."""
+
 
 class PartitionedTable(faust.Table):  # type: ignore[misc]
     """A table whose keys carry their partition, so records can be written for any
@@ -296,7 +300,12 @@ class Worker:
             task = self._task(partition)
             now = time.time()
             if msg.topic == self.ticks_name:
-                tick = _tick_decoder.decode(msg.value)
+                try:
+                    tick = _tick_decoder.decode(msg.value)
+                except BAD_RECORD as exc:
+                    await self._dead_letter(msg, f"invalid: {exc}")
+                    task.ack_only(event)
+                    continue
                 if tick.advance:
                     task.tick(to_micros(tick.ts), event)
                 else:
@@ -324,7 +333,7 @@ class Worker:
             return
         try:
             value = self.decoders[msg.topic](msg.value)
-        except (msgspec.DecodeError, TypeError) as exc:
+        except BAD_RECORD as exc:
             await self._dead_letter(msg, f"invalid: {exc}")
             task.ack_only(event)
             return
@@ -461,14 +470,19 @@ class Worker:
             for event in events:
                 msg = event.message
                 if msg.topic == self.feedback_name:
-                    self._on_feedback(ledger, _feedback_decoder.decode(msg.value))
+                    try:
+                        feedback = _feedback_decoder.decode(msg.value)
+                    except BAD_RECORD as exc:
+                        await self._dead_letter(msg, f"invalid: {exc}")
+                        continue
+                    self._on_feedback(ledger, feedback)
                     continue
                 if msg.offset <= last:
                     continue  # decided before a crash: the grants went out then
                 last = msg.offset
                 try:
                     allocation: Allocation = decode(msg.value)
-                except msgspec.DecodeError as exc:
+                except BAD_RECORD as exc:
                     await self._dead_letter(msg, f"invalid: {exc}")
                     continue
                 grants, rejection = self._decide(ledger, allocation)

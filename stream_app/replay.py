@@ -70,7 +70,7 @@ def _count_topics(path: str) -> list[int]:
                 continue
             try:
                 rank = _RANK.get(_envelope.decode(line).topic)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 continue
             if rank is not None:
                 counts[rank] += 1
@@ -127,6 +127,9 @@ def replay(
             report.lines += 1
             try:
                 record = _envelope.decode(line)
+            except RecursionError:
+                report.errors.append((number, "not a replay record: JSON is nested too deeply"))
+                continue
             except msgspec.DecodeError as exc:
                 report.errors.append((number, f"not a replay record: {exc}"))
                 continue
