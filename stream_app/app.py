@@ -138,6 +138,8 @@ class Worker:
         self._last_advance = 0.0
         self._skew = int(config.rules.max_clock_skew.total_seconds() * 1_000_000)
         self._partitioner = DefaultPartitioner()
+        self._event_counts: dict[str, Any] = {}
+        self.counters: Any = None  # set by web.install
         self.app = self._build()
         from stream_app import web
 
@@ -303,7 +305,7 @@ class Worker:
                 try:
                     tick = _tick_decoder.decode(msg.value)
                 except BAD_RECORD as exc:
-                    await self._dead_letter(msg, f"invalid: {exc}")
+                    await self._dead_letter(msg, "invalid", str(exc))
                     task.ack_only(event)
                     continue
                 if tick.advance:
@@ -331,10 +333,12 @@ class Worker:
         if task.is_applied(source, msg.offset):
             task.ack_only(event)  # re-delivered after a crash: already in the state
             return
+        if source != GRANTS:
+            self._count_event(msg.topic)
         try:
             value = self.decoders[msg.topic](msg.value)
         except BAD_RECORD as exc:
-            await self._dead_letter(msg, f"invalid: {exc}")
+            await self._dead_letter(msg, "invalid", str(exc))
             task.ack_only(event)
             return
         if isinstance(value, LedgerMark):
@@ -348,7 +352,8 @@ class Worker:
             and to_micros(value.ts) > int(now * 1_000_000) + self._skew
         ):
             await self._dead_letter(
-                msg, f"future timestamp: {value.ts.isoformat()} is beyond max clock skew"
+                msg, "future_timestamp",
+                f"{value.ts.isoformat()} is beyond max clock skew",
             )
             task.ack_only(event)
             return
@@ -432,14 +437,24 @@ class Worker:
         else:
             table[key] = value
 
-    async def _dead_letter(self, msg: Any, reason: str) -> None:
+    def _count_event(self, topic: str) -> None:
+        child = self._event_counts.get(topic)
+        if child is None:
+            child = self._event_counts[topic] = self.counters.events.labels(topic)
+        child.inc()
+
+    async def _dead_letter(self, msg: Any, reason: str, detail: str) -> None:
+        """`reason` is a short code (a metric label: bounded); `detail` says what was
+        wrong with this record."""
         log.warning(
-            "dead letter topic=%s partition=%d offset=%d reason=%s",
-            msg.topic, msg.partition, msg.offset, reason[:200],
+            "dead letter topic=%s partition=%d offset=%d reason=%s detail=%s",
+            msg.topic, msg.partition, msg.offset, reason, detail[:200],
         )
+        self.counters.rejected.labels(msg.topic, reason).inc()
         letter = DeadLetter(
             raw=msg.value if isinstance(msg.value, bytes) else b"",
-            topic=msg.topic, partition=msg.partition, offset=msg.offset, error=reason,
+            topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            error=f"{reason.replace('_', ' ')}: {detail}",
         )
         await self.dead_letters.send(key=msg.key, value=encode(letter))
 
@@ -473,17 +488,18 @@ class Worker:
                     try:
                         feedback = _feedback_decoder.decode(msg.value)
                     except BAD_RECORD as exc:
-                        await self._dead_letter(msg, f"invalid: {exc}")
+                        await self._dead_letter(msg, "invalid", str(exc))
                         continue
                     self._on_feedback(ledger, feedback)
                     continue
                 if msg.offset <= last:
                     continue  # decided before a crash: the grants went out then
                 last = msg.offset
+                self._count_event(msg.topic)
                 try:
                     allocation: Allocation = decode(msg.value)
                 except BAD_RECORD as exc:
-                    await self._dead_letter(msg, f"invalid: {exc}")
+                    await self._dead_letter(msg, "invalid", str(exc))
                     continue
                 grants, rejection = self._decide(ledger, allocation)
                 log.info(

@@ -2,9 +2,17 @@
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from rules.forecast import HOUR, consumed_since, exhaustion_eta
+
+RETURNING_WITHIN = (("1h", HOUR), ("24h", 24 * HOUR), ("7d", 7 * 24 * HOUR))
+"""`passes_returning{within}` horizons: the next hour, day and week."""
+ETA_HORIZON = 28 * 24 * HOUR
+"""An exhaustion further away than one pass lifetime is no forecast: the series is absent."""
 
 
 class PoolCollector(Collector):
@@ -13,6 +21,7 @@ class PoolCollector(Collector):
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker
+        self.lifetime = int(worker.rules.pass_lifetime.total_seconds() * 1_000_000)
 
     def collect(self) -> Any:
         g = {
@@ -25,6 +34,22 @@ class PoolCollector(Collector):
                 ("open_sessions", "Sessions open now."),
             )
         }
+        returning = GaugeMetricFamily(
+            "tokenpool_passes_returning",
+            "Passes due back to the pool within the horizon, from the return calendar.",
+            labels=["group", "within"],
+        )
+        eta = GaugeMetricFamily(
+            "tokenpool_pool_exhaustion_eta_seconds",
+            "Seconds until no pass is available at the last hour's consumption rate, "
+            "counting scheduled returns; absent when not within 28 days.",
+            labels=["group"],
+        )
+        late = CounterMetricFamily(
+            "tokenpool_late_events",
+            "Events older than their group's clock, applied at the clock.",
+            labels=["group"],
+        )
         consumed = CounterMetricFamily(
             "tokenpool_passes_consumed", "Passes consumed.", labels=["group", "reason"]
         )
@@ -49,16 +74,51 @@ class PoolCollector(Collector):
                 denied.add_metric([group, "pool_exhausted"], rec.denied_pool_exhausted)
                 denied.add_metric([group, "too_many_sessions"], rec.denied_too_many_sessions)
                 denied.add_metric([group, "no_allocation"], rec.denied_no_allocation)
+                late.add_metric([group], rec.late_events)
+                now = rec.clock
+                if now is None:
+                    continue
+                for label, horizon in RETURNING_WITHIN:
+                    returning.add_metric([group, label], pool.returning_within(now, horizon))
+                calendar = pool.returns_calendar()
+                rate = consumed_since(calendar, now, self.lifetime, HOUR)
+                due = exhaustion_eta(
+                    avail, calendar, now, rate, min(HOUR, self.lifetime), ETA_HORIZON
+                )
+                if due is not None:
+                    eta.add_metric([group], due / 1_000_000)
         yield from g.values()
+        yield returning
+        yield eta
+        yield late
         yield consumed
         yield returned
         yield denied
 
 
+class EventCounters:
+    """Per-process input counters: what arrived and what was turned away, by topic."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "tokenpool_events", "Input records received.", ["topic"], registry=registry
+        )
+        self.rejected = Counter(
+            "tokenpool_events_rejected",
+            "Input records sent to the dead-letter topic.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+
+
 def install(worker: Any) -> CollectorRegistry:
+    """Serve the pool figures, the input counters and Faust's own sensors (`faust_*`:
+    messages, table operations, commit latency, end and committed offsets for lag)."""
     registry = CollectorRegistry()
     registry.register(PoolCollector(worker))
+    worker.counters = EventCounters(registry)
     app = worker.app
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
     @app.page("/metrics")  # type: ignore[misc]
     async def metrics(web: Any, request: Any) -> Any:

@@ -197,5 +197,17 @@ def test_bad_input_is_dead_lettered_with_a_reason_and_good_input_still_applies(
         consumed = asyncio.run(consume_all(
             config.broker, config.topics.pass_consumed, expect_count=2, timeout=30))
         assert sorted(json.loads(r.value)["session_id"] for r in consumed) == ["s", "s2"]
+        metrics = worker.metrics()
+        starts, allocations = config.topics.session_start, config.topics.allocations
+
+        def rejected(topic: str, reason: str) -> float:
+            key = (("reason", reason), ("topic", topic))
+            return metrics.get(("tokenpool_events_rejected_total", key), 0.0)
+
+        assert rejected(starts, "invalid") == 3
+        assert rejected(starts, "future_timestamp") == 1
+        assert rejected(allocations, "invalid") == 1
+        events = metrics[("tokenpool_events_total", (("topic", starts),))]
+        assert events == 6
     finally:
         worker.stop()
