@@ -87,6 +87,7 @@ class Engine:
             pool = self.pool(grant.group)
             pool.at(t, out)
             pool.set_tokens(grant.tokens)
+            pool.record.grant_seq = grant.seq
             return
         uap = self.ledger.uap
         if grant.assigned:

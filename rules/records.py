@@ -59,6 +59,8 @@ class PoolRecord(msgspec.Struct, array_like=True):
     denied_pool_exhausted: int = 0
     denied_too_many_sessions: int = 0
     denied_no_allocation: int = 0
+    grant_seq: int = 0
+    """`seq` of the latest single-writer grant applied (stream only; 0 in replay)."""
 
 
 def user_holder(user_id: str) -> str:

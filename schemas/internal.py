@@ -16,6 +16,8 @@ class GroupTokens(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     ts: Timestamp
     group: str
     tokens: int
+    seq: int = 0
+    """Increases with every grant the ledger sends; the partition reports it back."""
 
 
 class UserAccessChange(
@@ -55,6 +57,9 @@ class GroupUsage(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", ta
     ts: Timestamp
     group: str
     counted_tokens: int
+    grant_seq: int = 0
+    """`seq` of the latest grant the partition applied for the group: the ledger
+    ignores a report about a grant it has since superseded."""
 
 
 class UapLastUse(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="uap_last_use"):

@@ -25,14 +25,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from rules import Config
-from rules.ids import output_id
-from rules.ledger import Ledger, LedgerRecord
+from rules.single_writer import SingleWriterLedger, decided_offset
 from schemas import (
     Allocation,
-    AllocationRejected,
     DeadLetter,
-    Licence,
-    LoginGroup,
     Topic,
     encode,
     from_micros,
@@ -41,13 +37,10 @@ from schemas import (
 )
 from schemas.internal import (
     Feedback,
-    Grant,
     GrantsRecord,
     GroupTokens,
-    GroupUsage,
     LedgerMark,
     Tick,
-    UserAccessChange,
 )
 from stream_app.broker import feedback_topic, grants_topic, ticks_topic
 from stream_app.config import StreamConfig
@@ -73,14 +66,10 @@ as the fetch that brought it."""
 
 _grant_decoder = msgspec.json.Decoder(GrantsRecord)
 _tick_decoder = msgspec.json.Decoder(Tick)
-_ledger_records = msgspec.msgpack.Decoder(LedgerRecord)
 _feedback_decoder = msgspec.json.Decoder(Feedback)
-_pending_decoder = msgspec.msgpack.Decoder(dict[str, tuple[int, dict[int, int | None]]])
-_counts_decoder = msgspec.msgpack.Decoder(dict[str, int])
-PENDING = 1 << 62
-"""Quarantine end of a removed UAP until every group partition told its last use."""
-_msgpack = msgspec.msgpack.Encoder()
 
+LEDGER_KEY = record_key(0, "W", "", "")
+"""The single writer's whole state, one record: a batch of decisions lands at once."""
 BAD_RECORD = (msgspec.DecodeError, RecursionError, TypeError, ValueError)
 """What decoding a hostile record can raise: invalid JSON or shape, nesting deeper than
 the stack, a null value (tombstone). Each is dead-lettered, never raised."""
@@ -215,13 +204,7 @@ class Worker:
             key_type=bytes, value_type=bytes,
             help="The single-writer token ledger.",
         ))
-        self.ledger: Ledger | None = None
-        self.ledger_tokens: dict[str, int] = {}
-        """Group → tokens the ledger accepted."""
-        self.ledger_counted: dict[str, int] = {}
-        """Group → tokens its partition still counts (passes in use keep theirs, R10)."""
-        self.ledger_pending: dict[str, tuple[int, dict[int, int | None]]] = {}
-        """Removed UAP → (removal µs, partition → last use) until every partition told."""
+        self.ledger: SingleWriterLedger | None = None
 
         app.agent(inputs, name="pools")(self._pools_agent)
         app.agent(ledger_inputs, name="ledger")(self._ledger_agent)
@@ -265,8 +248,8 @@ class Worker:
             return False
         if highwater is None:
             return False
-        done = self.ledger_table.get(record_key(0, "O", "", ""))
-        decided = int(done) if done is not None else -1
+        done = self.ledger_table.get(LEDGER_KEY)
+        decided = decided_offset(done) if done is not None else -1
         return max(decided, self._ledger_seen) >= highwater - 1
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -460,28 +443,20 @@ class Worker:
 
     # -- ledger ------------------------------------------------------------------
 
-    def _load_ledger(self) -> Ledger:
+    def _load_ledger(self) -> SingleWriterLedger:
         if self.ledger is None:
-            raw = self.ledger_table.get(record_key(0, "L", "", ""))
-            record = _ledger_records.decode(raw) if raw is not None else LedgerRecord()
-            self.ledger = Ledger(self.rules, record)
-            tokens = self.ledger_table.get(record_key(0, "G", "", ""))
-            self.ledger_tokens = _counts_decoder.decode(tokens) if tokens else {}
-            counted = self.ledger_table.get(record_key(0, "C", "", ""))
-            self.ledger_counted = _counts_decoder.decode(counted) if counted else {}
-            pending = self.ledger_table.get(record_key(0, "P", "", ""))
-            self.ledger_pending = _pending_decoder.decode(pending) if pending else {}
+            raw = self.ledger_table.get(LEDGER_KEY)
+            self.ledger = SingleWriterLedger.from_bytes(self.rules, self.config.partitions, raw)
         return self.ledger
 
     async def _ledger_agent(self, stream: Any) -> None:
         """Decide allocations in batches: one producer flush per batch, grants and
-        rejections durable before the ledger records that remember them."""
+        rejections durable before the one ledger record that remembers them (a crash
+        re-decides the batch and re-sends the same grants; the state changes once)."""
         decode = input_decoder(Topic.ALLOCATIONS).decode
-        offset_key = record_key(0, "O", "", "")
         async for events in stream.take_events(500, within=0.05):
-            ledger = self._load_ledger()
-            done = self.ledger_table.get(offset_key)
-            last = int(done) if done is not None else -1
+            writer = self._load_ledger()
+            last = writer.state.offset
             for event in events:
                 msg = event.message
                 if msg.topic == self.feedback_name:
@@ -490,7 +465,11 @@ class Worker:
                     except BAD_RECORD as exc:
                         await self._dead_letter(msg, "invalid", str(exc))
                         continue
-                    self._on_feedback(ledger, feedback)
+                    resolved = writer.on_feedback(feedback)
+                    if resolved is not None:
+                        user, until = resolved
+                        log.info("uap quarantine resolved user_id=%s until=%s", user,
+                                 from_micros(until).isoformat() if until else "freed")
                     continue
                 if msg.offset <= last:
                     continue  # decided before a crash: the grants went out then
@@ -499,99 +478,30 @@ class Worker:
                 try:
                     allocation: Allocation = decode(msg.value)
                 except BAD_RECORD as exc:
+                    writer.state.offset = last
                     await self._dead_letter(msg, "invalid", str(exc))
                     continue
-                grants, rejection = self._decide(ledger, allocation)
+                grants, rejection = writer.decide(allocation, msg.offset)
                 log.info(
                     "allocation kind=%s event_id=%s accepted=%s grants=%d",
                     type(allocation).__name__, allocation.event_id, rejection is None,
                     len(grants),
                 )
-                for partition, grant in grants:
-                    await self.grants.send(key=b"", value=encode(grant), partition=partition)
+                for grant in grants:
+                    value = encode(grant)
+                    if isinstance(grant, GroupTokens):
+                        partitions = [self._partition_of(grant.group)]
+                    else:
+                        partitions = list(range(self.config.partitions))
+                    for partition in partitions:
+                        await self.grants.send(key=b"", value=value, partition=partition)
                 if rejection is not None:
                     await self.outputs[str(Topic.ALLOCATION_REJECTED)].send(
                         key=b"", value=encode(rejection)
                     )
             await self.app.producer.flush()
             self._ledger_seen = max(self._ledger_seen, last)
-            self.ledger_table[record_key(0, "L", "", "")] = _msgpack.encode(ledger.record)
-            self.ledger_table[record_key(0, "G", "", "")] = _msgpack.encode(self.ledger_tokens)
-            self.ledger_table[record_key(0, "C", "", "")] = _msgpack.encode(self.ledger_counted)
-            self.ledger_table[record_key(0, "P", "", "")] = _msgpack.encode(self.ledger_pending)
-            self.ledger_table[offset_key] = str(last).encode()
-
-    def _decide(
-        self, ledger: Ledger, ev: Allocation
-    ) -> tuple[list[tuple[int, Grant]], AllocationRejected | None]:
-        """The single-writer decision; the same checks `rules.Engine` applies."""
-        t = ledger.at(to_micros(ev.ts))
-        tokens = self.ledger_tokens
-        counted = {g: max(n, self.ledger_counted.get(g, 0)) for g, n in tokens.items()}
-        reason: str | None
-        grants: list[tuple[int, Grant]] = []
-        if isinstance(ev, Licence):
-            reason = ledger.set_licence(ev.total_tokens, t, counted.values())
-        elif isinstance(ev, LoginGroup):
-            before = counted.get(ev.group, 0)
-            reason = None
-            if ev.tokens > before:
-                others = [v for g, v in counted.items() if g != ev.group]
-                reason = ledger.fits(ev.tokens, t, others)
-            if reason is None:
-                tokens[ev.group] = ev.tokens
-                # Until the partition tells what it still counts, keep counting the
-                # old share: passes in use may hold it (R10). Never over-allocates.
-                self.ledger_counted[ev.group] = before
-                grant = GroupTokens(event_id=ev.event_id, ts=ev.ts, group=ev.group,
-                                    tokens=ev.tokens)
-                grants.append((self._partition_of(ev.group), grant))
-        elif ev.action == "assign":
-            reason = ledger.assign(ev.user_id, t, counted.values())
-            if reason is None:
-                grants.extend(self._broadcast(UserAccessChange(
-                    event_id=ev.event_id, ts=ev.ts, user_id=ev.user_id, assigned=True)))
-        else:
-            reason = None
-            if ev.user_id in ledger.uap:
-                # Quarantined until every partition told its last use of the UAP (R9).
-                del ledger.uap[ev.user_id]
-                ledger.record.quarantine[ev.user_id] = PENDING
-                self.ledger_pending[ev.user_id] = (t, {})
-                grants.extend(self._broadcast(UserAccessChange(
-                    event_id=ev.event_id, ts=ev.ts, user_id=ev.user_id, assigned=False)))
-        if reason is None:
-            return grants, None
-        return grants, AllocationRejected(
-            event_id=output_id("ar", ev.event_id, t), ts=from_micros(t), reason=reason,
-            request=ev,
-        )
-
-    def _on_feedback(self, ledger: Ledger, fb: Any) -> None:
-        if isinstance(fb, GroupUsage):
-            self.ledger_counted[fb.group] = fb.counted_tokens
-            return
-        pending = self.ledger_pending.get(fb.user_id)
-        if pending is None:
-            return
-        removed_at, replies = pending
-        replies[fb.partition] = fb.last_used
-        if len(replies) < self.config.partitions:
-            return
-        del self.ledger_pending[fb.user_id]
-        uses = [u for u in replies.values() if u is not None]
-        span = int(self.rules.uap_quarantine.total_seconds() * 1_000_000)
-        until = max(uses) + span if uses else 0
-        quarantine = ledger.record.quarantine
-        if until > removed_at and quarantine.get(fb.user_id) == PENDING:
-            quarantine[fb.user_id] = until
-        elif quarantine.get(fb.user_id) == PENDING:
-            del quarantine[fb.user_id]
-        log.info("uap quarantine resolved user_id=%s until=%s", fb.user_id,
-                 from_micros(until).isoformat() if until > removed_at else "freed")
-
-    def _broadcast(self, grant: Grant) -> list[tuple[int, Grant]]:
-        return [(p, grant) for p in range(self.config.partitions)]
+            self.ledger_table[LEDGER_KEY] = writer.to_bytes()
 
     def _partition_of(self, group: str) -> int:
         """The partition a murmur2 producer (Kafka's default) puts the group's key on."""

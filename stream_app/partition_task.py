@@ -268,7 +268,7 @@ class PartitionTask:
                     clock = pool.record.clock
                     feedback.append(GroupUsage(
                         ts=from_micros(clock if clock is not None else 0), group=group,
-                        counted_tokens=counted,
+                        counted_tokens=counted, grant_seq=pool.record.grant_seq,
                     ))
         for kind, group, name in self._journal:
             pool = engine.pools.get(group)
