@@ -11,6 +11,7 @@ Two agents, no rule decided in either:
   state lives in the `state` table as small keyed records, written at checkpoints.
 """
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -68,6 +69,10 @@ _grant_decoder = msgspec.json.Decoder(GrantsRecord)
 _tick_decoder = msgspec.json.Decoder(Tick)
 _feedback_decoder = msgspec.json.Decoder(Feedback)
 
+DEAD_LETTER_RAW = 256 * 1024
+"""Bytes of a rejected record kept in its dead letter: a record near the broker's size
+limit, base64-encoded, would not fit in a dead letter whole and could not be sent."""
+DEAD_LETTER_DETAIL = 1000
 LEDGER_KEY = record_key(0, "W", "", "")
 """The single writer's whole state, one record: a batch of decisions lands at once."""
 BAD_RECORD = (msgspec.DecodeError, RecursionError, TypeError, ValueError)
@@ -77,10 +82,31 @@ the stack, a null value (tombstone). Each is dead-lettered, never raised."""
 
 class PartitionedTable(faust.Table):  # type: ignore[misc]
     """A table whose keys carry their partition, so records can be written for any
-    owned partition, at a checkpoint, not only for the event in scope."""
+    owned partition, at a checkpoint, not only for the event in scope.
+
+    It also keeps the changelog writes not yet known to be delivered: Faust queues
+    them in its producer buffer, and `producer.flush()` may return while some are
+    still queued (it gives up after 0.1 s without progress). Acknowledging inputs
+    before their state is durable would lose them in a crash; `delivered()` is the
+    barrier that waits for each write's broker acknowledgement."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._in_flight: list[Any] = []
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        fut = super().send_changelog(*args, **kwargs)
+        self._in_flight.append(fut)
+        return fut
+
+    async def delivered(self) -> None:
+        """Return once every changelog write made so far is acknowledged."""
+        in_flight, self._in_flight = self._in_flight, []
+        if in_flight:
+            await asyncio.gather(*in_flight)
 
 
 def _credentials(config: StreamConfig) -> Any:
@@ -314,7 +340,7 @@ class Worker:
         source = self.rank[msg.topic]
         self._seen[(task.partition, source)] = msg.offset
         if task.is_applied(source, msg.offset):
-            task.ack_only(event)  # re-delivered after a crash: already in the state
+            task.ack_only(event, source)  # re-delivered after a crash: already in the state
             return
         if source != GRANTS:
             self._count_event(msg.topic)
@@ -322,27 +348,28 @@ class Worker:
             value = self.decoders[msg.topic](msg.value)
         except BAD_RECORD as exc:
             await self._dead_letter(msg, "invalid", str(exc))
-            task.ack_only(event)
+            task.ack_only(event, source)
             return
         if isinstance(value, LedgerMark):
             self._mark_at[task.partition] = value.ts.timestamp()
-            task.ack_only(event)
+            task.ack_only(event, source)
             self._maybe_flush_merge(task, now)
             return
-        if (
-            self.config.mode == "live"
-            and source != GRANTS
-            and to_micros(value.ts) > int(now * 1_000_000) + self._skew
-        ):
+        if source != GRANTS and self._too_far_ahead(value.ts, now):
             await self._dead_letter(
                 msg, "future_timestamp",
                 f"{value.ts.isoformat()} is beyond max clock skew",
             )
-            task.ack_only(event)
+            task.ack_only(event, source)
             return
         self._idle_since.pop((task.partition, source), None)
         task.offer(source, msg.offset, value, event)
         self._maybe_flush_merge(task, now)
+
+    def _too_far_ahead(self, ts: datetime, now: float) -> bool:
+        """Live mode: an input stamped beyond the clock skew would fast-forward a pool
+        (or the ledger's quarantines) by however far its producer's clock is off."""
+        return self.config.mode == "live" and to_micros(ts) > int(now * 1_000_000) + self._skew
 
     def _maybe_flush_merge(self, task: PartitionTask, now: float) -> None:
         """Kafka Streams' idling (KIP-695): an empty input with nothing left to fetch is
@@ -409,6 +436,7 @@ class Worker:
             for key, value in cp.updates:
                 self._write(self.state, key, value)
             await self.app.producer.flush()
+            await self.state.delivered()
         for handle in cp.acks:
             await stream.ack(handle)
 
@@ -434,12 +462,15 @@ class Worker:
             msg.topic, msg.partition, msg.offset, reason, detail[:200],
         )
         self.counters.rejected.labels(msg.topic, reason).inc()
-        letter = DeadLetter(
-            raw=msg.value if isinstance(msg.value, bytes) else b"",
-            topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            error=f"{reason.replace('_', ' ')}: {detail}",
-        )
-        await self.dead_letters.send(key=msg.key, value=encode(letter))
+        raw = msg.value if isinstance(msg.value, bytes) else b""
+        error = f"{reason.replace('_', ' ')}: {detail[:DEAD_LETTER_DETAIL]}"
+        if len(raw) > DEAD_LETTER_RAW:
+            error += f" (raw cut to its first {DEAD_LETTER_RAW} of {len(raw)} bytes)"
+            raw = raw[:DEAD_LETTER_RAW]
+        key = msg.key if isinstance(msg.key, bytes) and len(msg.key) <= 1024 else None
+        letter = DeadLetter(raw=raw, topic=msg.topic, partition=msg.partition,
+                            offset=msg.offset, error=error)
+        await self.dead_letters.send(key=key, value=encode(letter))
 
     # -- ledger ------------------------------------------------------------------
 
@@ -481,6 +512,13 @@ class Worker:
                     writer.state.offset = last
                     await self._dead_letter(msg, "invalid", str(exc))
                     continue
+                if self._too_far_ahead(allocation.ts, time.time()):
+                    writer.state.offset = last
+                    await self._dead_letter(
+                        msg, "future_timestamp",
+                        f"{allocation.ts.isoformat()} is beyond max clock skew",
+                    )
+                    continue
                 grants, rejection = writer.decide(allocation, msg.offset)
                 log.info(
                     "allocation kind=%s event_id=%s accepted=%s grants=%d",
@@ -502,6 +540,7 @@ class Worker:
             await self.app.producer.flush()
             self._ledger_seen = max(self._ledger_seen, last)
             self.ledger_table[LEDGER_KEY] = writer.to_bytes()
+            await self.ledger_table.delivered()  # before the batch's offsets commit
 
     def _partition_of(self, group: str) -> int:
         """The partition a murmur2 producer (Kafka's default) puts the group's key on."""

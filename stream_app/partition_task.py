@@ -15,6 +15,7 @@ Records re-delivered after a crash whose offset is at or below the applied offse
 their topic are skipped: the state already holds them.
 """
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,35 @@ class Checkpoint:
     acks: list[Any]
 
 
+class _InOrderAcks:
+    """One input's acknowledgements, released in offset order.
+
+    Faust commits the first run of consecutive acknowledged offsets it holds, and
+    does not check that the run starts at the committed offset when none was
+    committed yet (nor when the record right at the committed offset is missing).
+    So acknowledging a record while an earlier one of the same partition is still
+    held by the merge (a ledger mark, a dead letter behind a held event) could
+    commit past the held record, and a crash would then skip it. Here a record's
+    acknowledgement waits for every earlier record of its input."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: deque[list[Any]] = deque()
+        """[handle, done] per record received and not yet released, in offset order."""
+
+    def hold(self, handle: Any) -> list[Any]:
+        entry = [handle, False]
+        self._open.append(entry)
+        return entry
+
+    def release(self, entry: list[Any], out: list[Any]) -> None:
+        entry[1] = True
+        queue = self._open
+        while queue and queue[0][1]:
+            out.append(queue.popleft()[0])
+
+
 @dataclass
 class _Pending:
     """Applied since the last checkpoint."""
@@ -116,6 +146,7 @@ class _Pending:
 
 class PartitionTask:
     __slots__ = (
+        "_acks",
         "_journal",
         "_merge",
         "_pending",
@@ -131,6 +162,7 @@ class PartitionTask:
         self.engine = Engine(config, journal=self._journal)
         self._merge: TimestampMerge[tuple[int, int, Grant | Any, Any]] = TimestampMerge(SOURCES)
         self._pending = _Pending()
+        self._acks = [_InOrderAcks() for _ in range(SOURCES)]
         self.applied: dict[int, int] = {}
         """Merge source → offset of the last record applied (survives restarts)."""
         self._reported: dict[str, int] = {}
@@ -188,7 +220,8 @@ class PartitionTask:
 
     def offer(self, source: int, offset: int, event: Any, handle: Any) -> None:
         """Queue a decoded input; it applies once the merge releases it."""
-        self._merge.push(source, to_micros(event.ts), (source, offset, event, handle))
+        entry = self._acks[source].hold(handle)
+        self._merge.push(source, to_micros(event.ts), (source, offset, event, entry))
         self._apply(self._merge.ready())
 
     def waiting(self) -> int:
@@ -208,7 +241,8 @@ class PartitionTask:
     def _apply(self, items: Iterable[tuple[int, int, Any, Any]]) -> None:
         engine, pending = self.engine, self._pending
         outputs, applied = pending.outputs, self.applied
-        for source, offset, event, handle in items:
+        acks = self._acks
+        for source, offset, event, entry in items:
             if source == GRANTS:
                 last = engine.ledger.uap.get(getattr(event, "user_id", ""))
                 engine.apply_grant(event, outputs)
@@ -228,7 +262,7 @@ class PartitionTask:
                 if event.group in engine.pools:
                     pending.groups.add(event.group)
             applied[source] = offset
-            pending.acks.append(handle)
+            acks[source].release(entry, pending.acks)
 
     def tick(self, now: int, handle: Any) -> None:
         """Wall-clock time: every group's timers due by `now` fire (live mode), but never
@@ -240,8 +274,14 @@ class PartitionTask:
         self._pending.groups.update(self.engine.pools)
         self._pending.acks.append(handle)
 
-    def ack_only(self, handle: Any) -> None:
-        self._pending.acks.append(handle)
+    def ack_only(self, handle: Any, source: int | None = None) -> None:
+        """Acknowledge a record that changes nothing (skipped, dead-lettered, a mark),
+        once every earlier record of its input `source` is acknowledged too."""
+        if source is None:  # a tick: nothing else is read from its partition
+            self._pending.acks.append(handle)
+        else:
+            acks = self._acks[source]
+            acks.release(acks.hold(handle), self._pending.acks)
 
     # -- checkpoint --------------------------------------------------------------
 

@@ -128,3 +128,23 @@ def test_a_checkpoint_writes_each_touched_record_once_and_small() -> None:
         cp = task.checkpoint()
         sizes = [len(k) + len(v or b"") for k, v in cp.updates]
         assert len(cp.updates) <= 4 and max(sizes) < 200, (tokens, sizes)
+
+
+def test_an_acknowledgement_never_overtakes_a_record_the_merge_still_holds() -> None:
+    """Faust commits the first run of consecutive acknowledged offsets, even one that
+    does not start at the committed offset: a ledger mark acknowledged while the grant
+    before it waits in the merge would let a crash skip the grant. Acks leave in
+    offset order per input."""
+    task = PartitionTask(0, Config())
+    first = workload(50)[0]
+    assert isinstance(first, GroupTokens)
+    start = SessionStart(event_id="s", ts=first.ts, group=first.group, session_id="s1",
+                         user_id=None)
+    task.offer(GRANTS, 0, first, "grant@0")  # held: the session inputs have no head yet
+    task.ack_only("mark@1", GRANTS)
+    task.ack_only("dead-letter@0", STARTS)
+    assert task.waiting() == 1
+    assert task.checkpoint().acks == ["dead-letter@0"]  # nothing of grants yet
+    task.offer(STARTS, 1, start, "start@1")
+    task.flush_merge()
+    assert task.checkpoint().acks == ["grant@0", "mark@1", "start@1"]
