@@ -3,6 +3,7 @@
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,6 +13,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from rules import Engine
+from stream_app.broker import client_kwargs
 from stream_app.config import StreamConfig
 from stream_app.replay import replay, state_file
 
@@ -28,6 +30,7 @@ def topic_name(config: StreamConfig, logical: str) -> str:
 
 def replay_reference(records: list[Record], tmp: Path) -> tuple[dict[str, Record], dict[str, Any]]:
     """Outputs by id and final state of `tokenpool replay` on the same records."""
+    tmp.mkdir(parents=True, exist_ok=True)
     src = tmp / "reference.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in records))
     engine = Engine()
@@ -41,7 +44,7 @@ def replay_reference(records: list[Record], tmp: Path) -> tuple[dict[str, Record
 
 
 async def _produce(config: StreamConfig, records: Iterable[Record]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=config.broker, linger_ms=5)
+    producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=5)
     await producer.start()
     try:
         futures = []
@@ -67,7 +70,7 @@ async def _collect(
 ) -> dict[str, list[Record]]:
     names = {topic_name(config, t): t.replace("_", "-") for t in OUTPUT_TOPICS}
     consumer = AIOKafkaConsumer(
-        *names, bootstrap_servers=config.broker, auto_offset_reset="earliest",
+        *names, **client_kwargs(config), auto_offset_reset="earliest",
         group_id=None, enable_auto_commit=False,
     )
     await consumer.start()
@@ -101,6 +104,16 @@ def collect(
     return asyncio.run(_collect(config, expected, timeout, settle))
 
 
+def diff_outputs(got: dict, expected: dict) -> dict[str, list]:
+    """What the stream emitted beyond, short of, or unlike the replay (by event id)."""
+    return {
+        "extra": sorted(i for i in got if i not in expected),
+        "missing": sorted(i for i in expected if i not in got),
+        "different": sorted(i for i, copies in got.items()
+                            if i in expected and any(c != expected[i] for c in copies)),
+    }
+
+
 def wait_for_state(worker: Any, expected: dict[str, Any], timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     state = None
@@ -110,3 +123,42 @@ def wait_for_state(worker: Any, expected: dict[str, Any], timeout: float = 30.0)
             return state
         time.sleep(0.3)
     return state
+
+
+class OutputWatch:
+    """Counts the distinct output ids on the output topics, from a background thread,
+    so the test can kill the worker once its work reached a given point."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self.ids: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        topics = [topic_name(self.config, t) for t in OUTPUT_TOPICS]
+        consumer = AIOKafkaConsumer(*topics, **client_kwargs(self.config),
+                                    group_id=None, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=50)
+                for messages in batch.values():
+                    self.ids.update(json.loads(m.value)["event_id"] for m in messages)
+        finally:
+            await consumer.stop()
+
+    def __enter__(self) -> "OutputWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def wait_for(self, count: int, timeout: float = 90.0) -> int:
+        deadline = time.monotonic() + timeout
+        while len(self.ids) < count:
+            assert time.monotonic() < deadline, f"{len(self.ids)} of {count} outputs"
+            time.sleep(0.01)
+        return len(self.ids)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from stream_app.config import StreamConfig
@@ -29,9 +29,12 @@ class WorkerProcess:
     """`python -m stream_app worker` with the test's config; stopped in `stop()`."""
 
     def __init__(
-        self, config: StreamConfig, log_dir: Path, extra: Sequence[str] = (), name: str = "w"
+        self, config: StreamConfig, log_dir: Path, extra: Sequence[str] = (), name: str = "w",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.env = dict(env or {})
+        """`TOKENPOOL_*` variables for the worker (the test's own are never passed on)."""
         self.port = free_port()
         self.log_path = log_dir / f"worker-{name}-{self.port}.log"
         self.extra = list(extra)
@@ -60,15 +63,20 @@ class WorkerProcess:
         ]
 
     def start(self, wait_partitions: int | None = None) -> "WorkerProcess":
+        self.launch()
+        self.wait_ready(wait_partitions)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENPOOL_")}
+        env.update(self.env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             self.args(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
             start_new_session=True,
         )
         log.close()
-        self.wait_ready(wait_partitions)
-        return self
 
     def health(self) -> dict[str, object] | None:
         try:
@@ -136,6 +144,12 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -1,0 +1,103 @@
+"""Chaos: the worker is killed with SIGKILL at five seeded random points of a 20 000
+event workload and restarted each time; the final state and the deduplicated
+outputs equal the replay reference exactly (exactly-once effect on state,
+at-least-once outputs with deterministic ids; RELIABILITY.md)."""
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+from stream_harness import (
+    OutputWatch,
+    collect,
+    diff_outputs,
+    produce,
+    replay_reference,
+    wait_for_state,
+)
+from worker_process import WorkerProcess
+
+from schemas import Topic
+from stream_app.broker import create_topics
+from stream_app.synthetic import generate, to_jsonl_lines
+
+SEED = 20261130
+"""Fixes the kill points: the same seed cuts the workload at the same records."""
+EVENTS = 20_000
+KILLS = 5
+SESSION_TIMEOUT = 3.0
+"""Short, so each restart waits little for the dead member to leave the group."""
+
+
+def workload(events: int) -> list[dict]:
+    """A site of 400 users in 8 groups over 35 days, cut at `events` records."""
+    stream = generate(users=400, groups=8, days=35, seed=SEED)
+    return [json.loads(line) for line in to_jsonl_lines(itertools.islice(stream, events))]
+
+
+def test_five_sigkills_at_seeded_points_give_exactly_the_replay_result(
+    stream_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(SEED)
+    config = stream_config(mode="replay")
+    asyncio.run(create_topics(config))
+    records = workload(EVENTS)
+    assert len(records) == EVENTS
+    expected, state = replay_reference(records, tmp_path)
+    # The workload goes in KILLS + 1 slices cut at seeded random records; slice i is
+    # produced after restart i. The replay of each prefix says how many outputs the
+    # worker can have emitted once it has the slice, so kill i comes at a seeded
+    # random point between the outputs of the previous prefix and of this one: while
+    # the worker is busy with slice i, never after it finished the workload.
+    allocations = [r for r in records if r["topic"] == Topic.ALLOCATIONS]
+    sessions = [r for r in records if r["topic"] != Topic.ALLOCATIONS]
+    cuts = [0, *sorted(rng.sample(range(1, len(sessions)), KILLS)), len(sessions)]
+    ceilings = [0]
+    for i, cut in enumerate(cuts[1:-1]):
+        prefix, _ = replay_reference([*allocations, *sessions[:cut]], tmp_path / f"p{i}")
+        ceilings.append(len(prefix))
+    points = [lo + max(1, int(rng.uniform(0.05, 0.6) * (hi - lo)))
+              for lo, hi in itertools.pairwise(ceilings)]
+    # A long idle wait: on a loaded machine a slow fetch must not make the merge go on
+    # without an input (that is a late event, not a crash effect).
+    extra = ["--session-timeout", f"{SESSION_TIMEOUT}s", "--idle-wait", "10s"]
+
+    worker = WorkerProcess(config, tmp_path, extra=extra, name="run0").start()
+    produce(config, allocations)
+    kills = restarts = 0
+    seen_at_kill = []
+    try:
+        with OutputWatch(config) as watch:
+            for i, point in enumerate(points):
+                produce(config, sessions[cuts[i]:cuts[i + 1]])
+                watch.wait_for(point)
+                worker.kill()
+                kills += 1
+                seen_at_kill.append(len(watch.ids))
+                # As an orchestrator restarts it: once the dead member left the group.
+                time.sleep(SESSION_TIMEOUT + 1)
+                worker = WorkerProcess(config, tmp_path, extra=extra, name=f"run{i + 1}")
+                worker.start()
+                restarts += 1
+        produce(config, sessions[cuts[KILLS]:])
+        got = collect(config, set(expected))
+        final = wait_for_state(worker, state)
+    finally:
+        worker.stop()
+
+    duplicates = sum(len(copies) - 1 for copies in got.values())
+    diff = diff_outputs(got, expected)
+    with capsys.disabled():
+        print(f"\nchaos seed={SEED} events={EVENTS} kills={kills} restarts={restarts} "
+              f"outputs={len(expected)} kill_points={points} "
+              f"outputs_seen_at_kills={seen_at_kill} prefix_outputs={ceilings[1:]} "
+              f"duplicates_downstream={duplicates} "
+              f"diff={{extra: {len(diff['extra'])}, missing: {len(diff['missing'])}, "
+              f"different: {len(diff['different'])}}} state_equal={final == state}")
+    assert kills == restarts == KILLS
+    assert diff == {"extra": [], "missing": [], "different": []}, worker.log_tail()
+    assert final == state
