@@ -10,6 +10,7 @@ import msgspec
 
 from rules import Engine, estimate_tokens
 from schemas import Timestamp, to_micros
+from stream_app.load_cli import add_load_command
 from stream_app.settings import add_rule_options, rule_config
 from stream_app.topics_cli import add_topics_command
 
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=_cmd_estimate)
     add_topics_command(sub)
+    add_load_command(sub)
     return parser
 
 

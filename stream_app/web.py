@@ -96,10 +96,17 @@ class PoolCollector(Collector):
         yield denied
 
 
-class EventCounters:
-    """Per-process input counters: what arrived and what was turned away, by topic."""
+REJECT_REASONS = ("invalid", "future_timestamp")
+"""Dead-letter reason codes: the `reason` label of `events_rejected_total`."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+
+class EventCounters:
+    """Per-process input counters: what arrived and what was turned away, by topic.
+
+    Every series exists at 0 from the start: a counter first seen at 1 shows no
+    `increase()`, so the first rejection would page no one."""
+
+    def __init__(self, registry: CollectorRegistry, topics: list[str]) -> None:
         self.events = Counter(
             "tokenpool_events", "Input records received.", ["topic"], registry=registry
         )
@@ -109,6 +116,10 @@ class EventCounters:
             ["topic", "reason"],
             registry=registry,
         )
+        for topic in topics:
+            self.events.labels(topic)
+            for reason in REJECT_REASONS:
+                self.rejected.labels(topic, reason)
 
 
 def install(worker: Any) -> CollectorRegistry:
@@ -116,7 +127,10 @@ def install(worker: Any) -> CollectorRegistry:
     messages, table operations, commit latency, end and committed offsets for lag)."""
     registry = CollectorRegistry()
     registry.register(PoolCollector(worker))
-    worker.counters = EventCounters(registry)
+    names = worker.config.topics
+    worker.counters = EventCounters(registry, [
+        names.session_start, names.session_heartbeat, names.session_end, names.allocations,
+    ])
     app = worker.app
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
