@@ -3,6 +3,7 @@
 from typing import Any
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.web.base import BlueprintManager
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -132,6 +133,9 @@ def install(worker: Any) -> CollectorRegistry:
         names.session_start, names.session_heartbeat, names.session_end, names.allocations,
     ])
     app = worker.app
+    # Faust still mounts a status index at "/" with every built-in page turned off:
+    # serve only what is registered below.
+    app.web.blueprints = BlueprintManager([])
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
     @app.page("/metrics")  # type: ignore[misc]
