@@ -216,8 +216,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{args.file}:{number}: skipped: {reason}", file=sys.stderr)
     write_text(result, args, sys.stdout)
     if args.out or args.png:
-        from stream_app import plan_report
-
+        try:
+            from stream_app import plan_report
+        except ImportError as exc:
+            print(f"tokenpool plan: plots need matplotlib ({exc}): "
+                  "pip install 'tokenpool[plan]'", file=sys.stderr)
+            return 2
         try:
             figures = plan_report.figures(result)
             if args.png:

@@ -76,6 +76,12 @@ def run(path: str, scenario: Scenario, config: Config) -> Run:
     report = replay.replay(path, engine, lambda line: None)
     if engine.first is None or engine.last is None:
         raise EmptyHistory(f"{path}: no valid input event to plan from")
+    # Bring every group to the history's end: returns and timeouts due by then fire,
+    # so the pools' figures and return calendars are all as of one instant.
+    out: list[OutputEvent] = []
+    engine.advance(engine.last, out)
+    for o in out:
+        engine.usage.observe(o)
     return Run(engine, scenario, engine.usage, engine.first, engine.last, report.errors,
                report.applied)
 
