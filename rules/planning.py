@@ -154,6 +154,8 @@ class RunFigures:
     """How one group's pool fared in one run."""
 
     capacity: int
+    tokens: int
+    """Login access tokens the capacity stands for."""
     peak_in_use: int
     peak_at: int | None
     min_headroom: int
@@ -168,9 +170,12 @@ class RunFigures:
         )
 
 
-def run_figures(usage: GroupUsage | None, capacity: int) -> RunFigures:
+def run_figures(
+    usage: GroupUsage | None, capacity: int, passes_per_token: int = 10
+) -> RunFigures:
+    tokens = capacity // passes_per_token
     if usage is None:
-        return RunFigures(capacity, 0, None, capacity, {}, None)
+        return RunFigures(capacity, tokens, 0, None, capacity, {}, None)
     peak, at = 0, None
     headroom = capacity
     for t, in_use, cap in usage.timeline:
@@ -179,8 +184,8 @@ def run_figures(usage: GroupUsage | None, capacity: int) -> RunFigures:
         headroom = min(headroom, max(0, cap - in_use))
     if usage.ran_dry_at is not None:
         headroom = 0
-    return RunFigures(capacity, peak, at, headroom, dict(sorted(usage.denials.items())),
-                      usage.ran_dry_at)
+    return RunFigures(capacity, tokens, peak, at, headroom,
+                      dict(sorted(usage.denials.items())), usage.ran_dry_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +246,7 @@ class Plan:
     end: int
     span: int
     periods: int
+    passes_per_token: int
     buffer_percent: Fraction
     groups: tuple[GroupPlan, ...]
     users: tuple[UserUsage, ...]
@@ -329,7 +335,8 @@ def build_plan(
             uap_candidates=tuple(u.user_id for u in candidates),
             tokens_with_uaps=len(candidates)
             + ceil_tokens(busiest_span(rest, span)[0], buffer, passes_per_token),
-            actual=run_figures(actual.groups.get(name), capacities.get(name, 0)),
+            actual=run_figures(actual.groups.get(name), capacities.get(name, 0),
+                               passes_per_token),
         ))
     for user in sorted(holders - seen_holders):  # a UAP nobody used
         to_lap.append(Switch(user, "", 0, "login_access", Fraction(1)))
@@ -342,6 +349,7 @@ def build_plan(
         end=end,
         span=span,
         periods=n_periods,
+        passes_per_token=passes_per_token,
         buffer_percent=buffer,
         groups=tuple(groups),
         users=tuple(users),

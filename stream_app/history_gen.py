@@ -28,7 +28,7 @@ Profiles (groups), after the seed's list of user kinds; tokens allocated at the 
   10 power users (0.5 a weekday, 100-230 minutes, over 30 passes per 28 days: a UAP
   each is cheaper).
 - data-engineers, 15 people, 30 tokens: 0.4 a weekday, 3-6 hour sessions (about 40
-  passes per 28 days): the pool is far too small and runs dry in the second week.
+  passes per 28 days): the pool is far too small and runs dry after two weeks.
 - executives, 12 people with user access passes and no login tokens: 9 visit about
   twice per 28 days (login access would be cheaper), 3 nearly every weekday.
 """

@@ -103,7 +103,8 @@ def make_plan(
     what_if = None
     if alt is not None:
         caps = alt.capacities()
-        what_if = {g.group: run_figures(alt.usage.groups.get(g.group), caps.get(g.group, 0))
+        what_if = {g.group: run_figures(alt.usage.groups.get(g.group), caps.get(g.group, 0),
+                                        config.passes_per_token)
                    for g in plan.groups}
     returns = {name: returns_by_day(cal, actual.end, horizon)
                for name, cal in actual.returns_calendars().items()}
@@ -151,7 +152,7 @@ def write_text(result: Result, args: argparse.Namespace, w: IO[str]) -> None:
             f"{g.group:<20} {g.people:>6} {g.uap_holders:>4} {num(g.median):>7} "
             f"{num(g.p90):>6} {num(g.mean):>6} "
             f"{g.formula.tokens:>8} {g.peak_demand:>6} {g.tokens_by_peak:>8} "
-            f"{a.capacity // 10:>6} {a.exhausted:>7}  {day(a.ran_dry_at)}\n"
+            f"{a.tokens:>6} {a.exhausted:>7}  {day(a.ran_dry_at)}\n"
         )
     w.write(
         "\npeak: most passes in use at once over any pass lifetime, as asked for (every "
@@ -191,7 +192,7 @@ def write_text(result: Result, args: argparse.Namespace, w: IO[str]) -> None:
         w.write(f"{'group':<20} {'tokens':>12} {'denied':>12} {'min headroom':>14}  ran dry\n")
         for g in plan.groups:
             a, b = g.actual, result.what_if[g.group]
-            w.write(f"{g.group:<20} {a.capacity // 10:>5} -> {b.capacity // 10:<4} "
+            w.write(f"{g.group:<20} {a.tokens:>5} -> {b.tokens:<4} "
                     f"{a.exhausted:>5} -> {b.exhausted:<4} {a.min_headroom:>6} -> "
                     f"{b.min_headroom:<6}  {day(a.ran_dry_at)} -> {day(b.ran_dry_at)}\n")
     horizon = format_duration(timedelta(microseconds=result.horizon))
@@ -214,6 +215,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 2
     for number, reason in result.actual.errors:
         print(f"{args.file}:{number}: skipped: {reason}", file=sys.stderr)
+    known = {g.group for g in result.plan.groups}
+    for group, _ in args.tokens or ():
+        if group not in known:
+            print(f"tokenpool plan: what-if group {group!r} has no events in the history",
+                  file=sys.stderr)
     write_text(result, args, sys.stdout)
     if args.out or args.png:
         try:
@@ -239,12 +245,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def estimate_from_history(args: argparse.Namespace) -> int:
     """`tokenpool estimate --from-history`: the seed's formula per group, with people and
     passes per person taken from the history's demand run."""
-    args.tokens = None
-    args.uap_min_hours = 10
-    args.horizon = timedelta(days=28)
     try:
         buffer = _buffer(str(args.buffer))
-        args.buffer = buffer
         config = rule_config(args)
         with plain(args.from_history) as history:
             demand = run(history, Scenario.demand(), config)

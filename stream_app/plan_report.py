@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 
 from schemas import from_micros
 from stream_app.durations import format_duration
+from stream_app.plan_cli import num
 
 if TYPE_CHECKING:
     from stream_app.plan_cli import Result
@@ -167,8 +168,6 @@ img{max-width:100%;border:1px solid #eee}
 
 
 def _n(x: Fraction | int) -> str:
-    from stream_app.plan_cli import num
-
     return num(x)
 
 
@@ -201,7 +200,7 @@ def render_html(result: "Result", figs: list[Figure], args: argparse.Namespace) 
              "tokens held", "peak in use", "denied", "ran dry"],
             [[g.group, str(g.people), str(g.uap_holders), _n(g.median), _n(g.p90), _n(g.mean),
               str(g.formula.tokens), str(g.peak_demand), str(g.tokens_by_peak),
-              str(g.actual.capacity // 10), str(g.actual.peak_in_use),
+              str(g.actual.tokens), str(g.actual.peak_in_use),
               str(g.actual.exhausted), _day(g.actual.ran_dry_at)] for g in plan.groups],
         ),
         "<p class='note'>Seed formula: people x mean passes per person per "
@@ -216,7 +215,7 @@ def render_html(result: "Result", figs: list[Figure], args: argparse.Namespace) 
             _table(
                 ["group", "tokens", "what-if tokens", "denied", "what-if denied",
                  "min headroom", "what-if min headroom", "ran dry", "what-if ran dry"],
-                [[g.group, str(g.actual.capacity // 10), str(w.capacity // 10),
+                [[g.group, str(g.actual.tokens), str(w.tokens),
                   str(g.actual.exhausted), str(w.exhausted), str(g.actual.min_headroom),
                   str(w.min_headroom), _day(g.actual.ran_dry_at), _day(w.ran_dry_at)]
                  for g in plan.groups for w in [result.what_if[g.group]]],
