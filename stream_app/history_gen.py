@@ -35,7 +35,6 @@ Profiles (groups), after the seed's list of user kinds; tokens allocated at the 
 
 import argparse
 import gzip
-import math
 import random
 import sys
 from collections.abc import Iterator
@@ -134,7 +133,7 @@ class Visit:
     @property
     def passes(self) -> int:
         """Passes consumed: the login and one renewal per hour still open (R1, R3)."""
-        return math.ceil((self.close - self.start) / HOUR)
+        return -(-(self.close - self.start) // HOUR)  # ceiling, in integers
 
     def pass_instants(self) -> list[int]:
         """Seconds after START at which each of the visit's passes is consumed."""
@@ -227,8 +226,7 @@ def _weekday_visits(
 def events(history: History, seed: int = SEED) -> list[tuple[str, InputEvent]]:
     """The history as wire events in event-time order: allocations at START, then every
     session's start, heartbeats and end."""
-    at = _Clock()
-    t0 = at(0)
+    t0 = _at(0)
     group_tokens = sum(g.tokens for g in GROUPS)
     uap_users = [u for g in GROUPS if g.uap for p in g.profiles
                  for u in sorted(history.users) if history.users[u] == p.name]
@@ -249,39 +247,38 @@ def events(history: History, seed: int = SEED) -> list[tuple[str, InputEvent]]:
     timed: list[tuple[int, int, str, InputEvent]] = []
     for visit in history.visits:
         for s in visit.sessions:
-            timed.extend(_session_events(rng, visit, s, at, len(timed)))
+            timed.extend(_session_events(rng, visit, s, len(timed)))
     timed.sort(key=lambda e: (e[0], e[1]))
     return out + [(topic, ev) for _, _, topic, ev in timed]
 
 
-class _Clock:
-    def __call__(self, seconds: int) -> datetime:
-        return START + timedelta(seconds=seconds)
+def _at(seconds: int) -> datetime:
+    return START + timedelta(seconds=seconds)
 
 
 def _session_events(
-    rng: random.Random, visit: Visit, s: Session, at: _Clock, serial: int
+    rng: random.Random, visit: Visit, s: Session, serial: int
 ) -> Iterator[tuple[int, int, str, InputEvent]]:
     common = {"group": visit.group, "session_id": s.session_id, "user_id": visit.user_id}
     eid = s.session_id
     yield s.start, serial, Topic.SESSION_START, SessionStart(
-        event_id=f"{eid}-start", ts=at(s.start), device_id=s.device, **common
+        event_id=f"{eid}-start", ts=_at(s.start), device_id=s.device, **common
     )
     t = s.start + HEARTBEAT + rng.randint(-30, 30)
     n = 0
     while t < s.end:
         n += 1
         yield t, serial + n, Topic.SESSION_HEARTBEAT, SessionHeartbeat(
-            event_id=f"{eid}-hb{n}", ts=at(t), **common
+            event_id=f"{eid}-hb{n}", ts=_at(t), **common
         )
         t += HEARTBEAT + rng.randint(-30, 30)
     if s.logout:
         yield s.end, serial + n + 1, Topic.SESSION_END, SessionEnd(
-            event_id=f"{eid}-end", ts=at(s.end), reason="logout", **common
+            event_id=f"{eid}-end", ts=_at(s.end), reason="logout", **common
         )
     else:  # walks away: a last heartbeat at `end`, then the timeout closes it (R4)
         yield s.end, serial + n + 1, Topic.SESSION_HEARTBEAT, SessionHeartbeat(
-            event_id=f"{eid}-hb{n + 1}", ts=at(s.end), **common
+            event_id=f"{eid}-hb{n + 1}", ts=_at(s.end), **common
         )
 
 
