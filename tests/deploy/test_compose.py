@@ -4,6 +4,7 @@ against the repo (no Docker daemon runs here, so the stack itself is not started
 import argparse
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,57 @@ def test_grafana_provisions_the_datasource_and_the_dashboard(compose):
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/tokenpool.json").read_text())
     uids = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
     assert uids == {ds["uid"]}
+
+
+def test_the_image_sources_build_a_package_whose_commands_all_load(tmp_path: Path):
+    """What the Dockerfile copies is all the package needs: build a wheel from those
+    paths alone, unpack it and load every `tokenpool` command from it (no Docker
+    daemon here, so the image itself is not built)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    text = (ROOT / "Dockerfile").read_text()
+    src = tmp_path / "src"
+    src.mkdir()
+    for line in re.findall(r"^COPY (.+)$", text, re.M):
+        *parts, _dest = line.split()
+        for part in parts:
+            source = ROOT / part
+            if source.is_dir():
+                shutil.copytree(source, src / part,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, src / part)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps",
+         "-q", "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("tokenpool-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+        entry = next(n for n in z.namelist() if n.endswith("entry_points.txt"))
+        assert "tokenpool = stream_app.cli:main" in z.read(entry).decode()
+    probe = (
+        "import sys, stream_app.cli as c\n"
+        "assert all(not p.startswith(sys.argv[1]) for p in (c.__file__,)), c.__file__\n"
+        "p = c.build_parser()\n"
+        "sub = next(a for a in p._actions if a.__class__.__name__ == '_SubParsersAction')\n"
+        "for name, parser in sub.choices.items():\n"
+        "    parser.format_help()\n"
+        "import importlib, pkgutil\n"
+        "for pkg in ('rules', 'schemas', 'stream_app'):\n"
+        "    m = importlib.import_module(pkg)\n"
+        "    for info in pkgutil.walk_packages(m.__path__, pkg + '.'):\n"
+        "        if info.name.split('.')[-1] not in ('__main__',):\n"
+        "            importlib.import_module(info.name)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-c",
+         f"import sys; sys.path.insert(0, {str(site)!r}); exec({probe!r})", str(ROOT)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
