@@ -8,6 +8,7 @@ from datetime import datetime
 
 import msgspec
 
+from adapters.qlik.cli import add_ingest_commands, add_reconcile_command
 from rules import Engine, estimate_tokens
 from schemas import Timestamp, to_micros
 from stream_app.settings import add_rule_options, rule_config
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=_cmd_estimate)
     add_topics_command(sub)
+    add_ingest_commands(sub)
+    add_reconcile_command(sub)
     return parser
 
 
