@@ -18,6 +18,8 @@ not sent.
         attribute: {name: department, value: Sales}
 """
 
+from __future__ import annotations
+
 import csv
 import io
 import re

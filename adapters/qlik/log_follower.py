@@ -10,6 +10,7 @@ was rotated while the adapter was down, the old file is looked for by inode in t
 log's folder and the archive folders given, and finished first.
 """
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable
@@ -27,6 +28,30 @@ class Position(msgspec.Struct, frozen=True):
     device: int
     inode: int
     offset: int
+    head: str = ""
+    """Hash of the file's first bytes (up to `offset`, at most 4 KiB): an inode can be
+    reused by a new file after the old one was deleted, its first bytes cannot."""
+
+
+_HEAD_BYTES = 4096
+
+
+def _head_hash(fd: int, length: int) -> str:
+    data = os.pread(fd, min(length, _HEAD_BYTES), 0)
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def _same_file(path: Path, saved: Position) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        return ((st.st_dev, st.st_ino) == (saved.device, saved.inode)
+                and (not saved.head or _head_hash(fd, saved.offset) == saved.head))
+    finally:
+        os.close(fd)
 
 
 class PositionStore:
@@ -103,15 +128,10 @@ class LogCursor:
         if saved is None:
             self._open(self.path, 0)
             return
-        try:
-            st = os.stat(self.path)
-            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            current = None
-        if current == (saved.device, saved.inode):
+        if _same_file(self.path, saved):
             self._open(self.path, saved.offset)
             return
-        old = self._find_by_inode(saved.device, saved.inode)
+        old = self._find_by_inode(saved)
         if old is not None:
             log.info("path=%s was rotated while stopped: finishing %s from offset %d",
                      self.path, old, saved.offset)
@@ -123,7 +143,7 @@ class LogCursor:
                     ", ".join(map(str, self.archive_dirs)), saved.offset)
         self._open(self.path, 0)
 
-    def _find_by_inode(self, device: int, inode: int) -> Path | None:
+    def _find_by_inode(self, saved: Position) -> Path | None:
         for folder in self.archive_dirs:
             try:
                 entries = list(os.scandir(folder))
@@ -131,10 +151,11 @@ class LogCursor:
                 continue
             for entry in entries:
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    if entry.inode() != saved.inode:
+                        continue
                 except OSError:
                     continue
-                if (st.st_dev, st.st_ino) == (device, inode):
+                if _same_file(Path(entry.path), saved):
                     return Path(entry.path)
         return None
 
@@ -147,9 +168,10 @@ class LogCursor:
     # -- reading -----------------------------------------------------------------
 
     def position(self) -> Position | None:
-        if self._identity is None:
+        if self._identity is None or self._file is None:
             return None
-        return Position(self._identity[0], self._identity[1], self.offset)
+        return Position(self._identity[0], self._identity[1], self.offset,
+                        _head_hash(self._file, self.offset))
 
     def read(self, max_lines: int = 5000) -> list[Line]:
         """Complete lines since the last call (parsed), following rotation."""
