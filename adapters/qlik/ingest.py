@@ -52,32 +52,26 @@ def load_mapping(path: Path | None) -> GroupMapping:
 
 async def run_udp(config: StreamConfig, mapping: GroupMapping, listener: UdpListener,
                   stop: asyncio.Event, report: IngestReport | None = None) -> IngestReport:
-    """Receive until `stop` is set, then produce what was received and flush."""
+    """Receive and produce until `stop` is set; then everything received is produced
+    and flushed before returning."""
     sink = EventSink(config, mapping, report)
     correlator = UdpCorrelator()
     batches: asyncio.Queue[Batch] = asyncio.Queue()
     await sink.start()
-    listener.start(asyncio.get_running_loop(), batches.put_nowait)
+    await listener.start(batches.put_nowait)
+
+    async def produce(batch: Batch) -> None:
+        for at_ns, data in batch:
+            await sink.submit(correlator.accept(data, from_micros(at_ns // 1000)), "datagram")
+
     try:
-        while not (stop.is_set() and batches.empty()):
-            try:
-                batch = await asyncio.wait_for(batches.get(), 0.2)
-            except TimeoutError:
-                continue
-            for at_ns, data in batch:
-                at = from_micros(at_ns // 1000)
-                await sink.submit(correlator.accept(data, at), "datagram")
-            listener.taken(len(batch))
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await produce(await asyncio.wait_for(batches.get(), 0.2))
     finally:
-        listener.stop()
-        await asyncio.sleep(0)  # run the hand-overs the thread scheduled before it ended
-        # Whatever the thread handed over while stopping is still produced.
+        await listener.stop()  # delivers what the receiver still held
         while not batches.empty():
-            batch = batches.get_nowait()
-            for at_ns, data in batch:
-                await sink.submit(correlator.accept(data, from_micros(at_ns // 1000)),
-                                  "datagram")
-            listener.taken(len(batch))
+            await produce(batches.get_nowait())
         await sink.stop()
     drops = listener.kernel_drops()
     log.info("udp stopped received=%d kernel_drops=%s backlog_overflow=%d %s",

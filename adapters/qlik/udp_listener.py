@@ -1,19 +1,19 @@
-"""UDP receiver for the proxy's log4net user events.
+"""UDP listener for the proxy's log4net user events.
 
-A dedicated thread does nothing but `recv` into batches and hand each batch to the
-event loop, so the socket is drained at the kernel's pace while the loop parses and
-produces: the receiving path never waits for Kafka, and a slow broker grows the
-in-memory backlog (bounded by `max_backlog`, overflow counted) instead of the
-kernel's drops. Drops the kernel made anyway (receive buffer full) are read from the
-socket's own counter in /proc/net/udp, so every datagram sent is accounted for.
+The socket is bound here and drained by a separate receiving process
+(`udp_receiver`) that does nothing but `recv` and forward framed datagrams over a pipe,
+keeping them in memory while this process is busy. So the receiving path never waits
+for parsing or for Kafka: a slow broker grows that backlog (bounded, overflow
+counted) instead of the kernel's drops. Drops the kernel made anyway (receive buffer
+full) are read from the socket's own counter in /proc/net/udp, so every datagram
+sent is accounted for: received, dropped by the kernel, or dropped by the backlog.
 """
 
 import asyncio
 import logging
 import os
 import socket
-import threading
-import time
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,25 +23,21 @@ Batch = list[tuple[int, bytes]]
 """(receive time in ns since the epoch, datagram)."""
 
 DEFAULT_RCVBUF = 16 * 1024 * 1024
-_DRAIN = 2048
+_HEADER = 13  # kind (1) + number (8) + length (4), see udp_receiver.FRAME
 
 
 class UdpListener:
-    def __init__(self, host: str, port: int, *, rcvbuf: int = DEFAULT_RCVBUF,
-                 max_backlog: int = 2_000_000) -> None:
+    def __init__(self, host: str, port: int, *, rcvbuf: int = DEFAULT_RCVBUF) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self._grow_buffer(rcvbuf)
         self.sock.bind((host, port))
-        self.sock.settimeout(0.2)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
-        self.max_backlog = max_backlog
         self.received = 0
         self.overflowed = 0
-        self._handed = 0  # written by the receiving thread only
-        self._done = 0  # written by the loop only
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._final_drops: int | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     def _grow_buffer(self, size: int) -> None:
         """Ask for `size` bytes; as root past `net.core.rmem_max` (SO_RCVBUFFORCE)."""
@@ -58,54 +54,51 @@ class UdpListener:
     def receive_buffer(self) -> int:
         return int(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
-    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Batch], None]) -> None:
-        """Start the receiving thread; `deliver` runs on `loop` with each batch."""
-        self._thread = threading.Thread(target=self._run, args=(loop, deliver),
-                                        name="qlik-udp-recv", daemon=True)
-        self._thread.start()
-        log.info("listening for Qlik user events on udp %s:%d (receive buffer %d bytes)",
-                 *self.address, self.receive_buffer)
-
-    def taken(self, count: int) -> None:
-        """The loop finished `count` datagrams of the backlog (call on the loop)."""
-        self._done += count
-
     @property
-    def backlog(self) -> int:
-        """Datagrams handed to the loop and not yet processed."""
-        return self._handed - self._done
+    def started(self) -> bool:
+        return self._pump is not None
 
-    def _run(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Batch], None]) -> None:
-        recv, dontwait = self.sock.recv, socket.MSG_DONTWAIT
-        while not self._stop.is_set():
-            try:
-                first = recv(65_535)
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                raise
-            batch: Batch = [(time.time_ns(), first)]
-            while len(batch) < _DRAIN:
-                try:
-                    batch.append((time.time_ns(), recv(65_535, dontwait)))
-                except (BlockingIOError, InterruptedError):
+    async def start(self, deliver: Callable[[Batch], None]) -> None:
+        """Start the receiving process; `deliver` gets each batch of datagrams."""
+        fd = self.sock.fileno()
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters.qlik.udp_receiver", str(fd),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            pass_fds=(fd,), limit=1 << 20)
+        self._pump = asyncio.create_task(self._read(deliver), name="qlik-udp-pump")
+        log.info("listening for Qlik user events on udp %s:%d (receive buffer %d bytes, "
+                 "receiver pid %d)", *self.address, self.receive_buffer, self._process.pid)
+
+    async def _read(self, deliver: Callable[[Batch], None]) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        stream = self._process.stdout
+        buffer = b""
+        while chunk := await stream.read(1 << 20):
+            buffer += chunk
+            batch: Batch = []
+            at = 0
+            while len(buffer) - at >= _HEADER:
+                kind = buffer[at:at + 1]
+                number = int.from_bytes(buffer[at + 1:at + 9], "big")
+                length = int.from_bytes(buffer[at + 9:at + 13], "big")
+                if len(buffer) - at - _HEADER < length:
                     break
-            self.received += len(batch)
-            if self.backlog + len(batch) > self.max_backlog:
-                self.overflowed += len(batch)
-                log.warning("backlog full (%d datagrams): %d dropped", self.backlog, len(batch))
-                continue
-            self._handed += len(batch)
-            try:
-                loop.call_soon_threadsafe(deliver, batch)
-            except RuntimeError:  # the loop is closed: we are shutting down
-                return
+                start = at + _HEADER
+                if kind == b"D":
+                    batch.append((number, buffer[start:start + length]))
+                elif kind == b"O":
+                    self.overflowed += number
+                at = start + length
+            buffer = buffer[at:]
+            if batch:
+                self.received += len(batch)
+                deliver(batch)
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped for this socket (receive buffer full); None where
         /proc/net/udp is not available."""
+        if self.sock.fileno() < 0:  # closed: the count taken when it was
+            return self._final_drops
         inode = os.fstat(self.sock.fileno()).st_ino
         for table in ("/proc/net/udp", "/proc/net/udp6"):
             try:
@@ -118,8 +111,16 @@ class UdpListener:
                     return int(cols[-1])
         return None
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        self.sock.close()
+    async def stop(self) -> None:
+        """Stop receiving; every datagram already received is delivered first."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+        if self._pump is not None:
+            await self._pump
+        if self._process is not None:
+            code = await self._process.wait()
+            if code != 0:
+                log.warning("udp receiver exited with %d", code)
+        if self.sock.fileno() >= 0:
+            self._final_drops = self.kernel_drops()
+            self.sock.close()
