@@ -1,18 +1,20 @@
-"""`tokenpool ingest qlik-audit-log` against the real broker: exact events on the input
-topics, keyed by group; `--follow` across a restart and a rotation sends every line
-exactly once."""
+"""""`tokenpool ingest` against the real broker: exact events on the input topics, keyed
+by group; `--follow` across a restart and a rotation sends every line exactly once;
+the UDP listener as a command; UAP exports as user_access allocations (R9)."""
 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import msgspec
 from kafka_helpers import StreamConfigFactory, consume_all
-from qlik_helpers import FIXTURES, read_expected
+from qlik_helpers import FIXTURES, datagrams, read_expected
 
 from stream_app.broker import create_topics
 from stream_app.cli import main
@@ -137,3 +139,56 @@ def test_follow_survives_restart_and_rotation_without_resending_or_skipping(
     ids = Counter(r["value"]["event_id"] for r in rows)  # type: ignore[index]
     assert max(ids.values()) == 1, "a line was sent twice"
     assert canonical(rows) == canonical(expected), log.read_text()
+
+
+def test_udp_cli_produces_the_fixture_datagrams_and_stops_cleanly_on_sigterm(
+        stream_config: StreamConfigFactory, tmp_path: Path) -> None:
+    config = stream_config()
+    asyncio.run(create_topics(config))
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    log = tmp_path / "udp.log"
+    with open(log, "ab") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "ingest", "qlik-udp", "--listen",
+             f"127.0.0.1:{port}", *cli_flags(config)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        for _ in range(300):  # bounded: 30 s for the listener to come up
+            if "listening for Qlik user events" in log.read_text() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert "listening for Qlik user events" in log.read_text(), log.read_text()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for data in datagrams("udp_extended.txt"):
+            sender.sendto(data, ("127.0.0.1", port))
+        sender.close()
+        expected = [r for r in read_expected("udp_extended.expected.jsonl") if "topic" in r]
+        wait_for_records(config, len(expected))
+    finally:
+        stop(process)
+    assert canonical(topic_rows(config, len(expected))) == canonical(expected)
+    assert "malformed=4" in log.read_text()  # each reported, none crashed the listener
+
+
+def test_uap_export_becomes_user_access_allocations_and_later_removals(
+        stream_config: StreamConfigFactory, tmp_path: Path) -> None:
+    config = stream_config()
+    asyncio.run(create_topics(config))
+    state, export = tmp_path / "uap-state.json", tmp_path / "uap.csv"
+    export.write_text((FIXTURES / "uap.csv").read_text())
+    flags = ["--state", str(state), *cli_flags(config)[:-2]]
+    assert main(["ingest", "qlik-uap", "--csv", str(export), *flags]) == 0
+    export.write_text("userDirectory,userId\nCORP,erin\nCORP,frank\n")
+    assert main(["ingest", "qlik-uap", "--csv", str(export), *flags]) == 0
+
+    async def read() -> list[tuple[str, str]]:
+        records = await consume_all(config.broker, config.topics.allocations, expect_count=4)
+        values = [msgspec.json.decode(r.value) for r in records]
+        assert all(v["kind"] == "user_access" for v in values)
+        return [(v["user_id"], v["action"]) for v in values]
+
+    assert asyncio.run(read()) == [("CORP\\dave", "assign"), ("CORP\\erin", "assign"),
+                                   ("CORP\\dave", "remove"), ("CORP\\frank", "assign")]
