@@ -3,9 +3,15 @@ cannot run here): drift per group with the users behind it, the drift metric, an
 clear messages for certificate problems."""
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +27,10 @@ from adapters.qlik.qrs import decode_usage, passes_in_use
 from adapters.qlik.qrs_client import QrsClient, QrsError
 from adapters.qlik.reconcile import compute_drift, in_use_from_metrics
 from adapters.qlik.reconcile_service import Reconciler
+from stream_app.broker import free_port
 from stream_app.cli import main
 
+ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, 12, tzinfo=UTC)
 """The QRS fixture's records are of 2026-11-01; this is when they are looked at."""
 
@@ -194,3 +202,34 @@ def test_metrics_of_several_workers_keep_the_larger_figure_per_group() -> None:
 def test_groups_only_tokenpool_knows_drift_negative() -> None:
     rows = compute_drift({}, {"finance": 3})
     assert [(r.group, r.drift, r.users) for r in rows] == [("finance", -3, ())]
+
+
+def test_reconcile_service_serves_the_drift_metric_until_sigterm(
+        ca: trustme.CA, certs: dict[str, str], worker_metrics: str, tmp_path: Path) -> None:
+    newest = datetime(2026, 11, 1, 10, 35, tzinfo=UTC)
+    delta = datetime.now(UTC) - timedelta(hours=1) - newest
+    port = free_port()
+    log = tmp_path / "reconcile.log"
+    with QrsStandIn(ca, shifted_usage(delta)).running() as server, open(log, "ab") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "reconcile", "--qrs", server.url,
+             "--cert", certs["cert"], "--key", certs["key"], "--ca", certs["ca"],
+             "--metrics", worker_metrics, "--groups", str(FIXTURES / "groups.yaml"),
+             "--interval", "1s", "--web-port", str(port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            text = ""
+            for _ in range(300):  # bounded: 30 s for the first poll to be served
+                with contextlib.suppress(OSError):
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        text = response.read().decode()
+                if 'tokenpool_reconcile_drift_passes{group="everyone"} 1.0' in text:
+                    break
+                time.sleep(0.1)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+    assert 'tokenpool_reconcile_drift_passes{group="everyone"} 1.0' in text, log.read_text()
+    assert 'tokenpool_reconcile_drift_passes{group="finance"} 0.0' in text
+    assert code == 0
