@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY rules rules
 COPY schemas schemas
 COPY stream_app stream_app
+COPY adapters adapters
 RUN pip install --no-cache-dir '.[rocksdb]'
 
 USER tokenpool

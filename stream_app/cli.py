@@ -8,6 +8,7 @@ from datetime import datetime
 
 import msgspec
 
+from adapters.qlik.cli import add_ingest_commands, add_reconcile_command
 from rules import Engine, estimate_tokens
 from schemas import Timestamp, to_micros
 from stream_app.load_cli import add_load_command
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_topics_command(sub)
     add_load_command(sub)
     add_plan_command(sub)
+    add_ingest_commands(sub)
+    add_reconcile_command(sub)
     return parser
 
 

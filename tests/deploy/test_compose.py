@@ -182,7 +182,7 @@ def test_the_image_sources_build_a_package_whose_commands_all_load(tmp_path: Pat
         "for name, parser in sub.choices.items():\n"
         "    parser.format_help()\n"
         "import importlib, pkgutil\n"
-        "for pkg in ('rules', 'schemas', 'stream_app'):\n"
+        "for pkg in ('rules', 'schemas', 'stream_app', 'adapters'):\n"
         "    m = importlib.import_module(pkg)\n"
         "    for info in pkgutil.walk_packages(m.__path__, pkg + '.'):\n"
         "        if info.name.split('.')[-1] not in ('__main__',):\n"
