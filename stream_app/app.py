@@ -417,7 +417,7 @@ class Worker:
             await self.app.producer.flush()
         if self.tasks.get(task.partition) is not task:
             return  # revoked while the outputs went out: the new owner re-applies
-        if cp.updates or cp.acks:
+        if cp.commit is not None:
             key, value = cp.commit
             self.state[key] = value
             for key, value in cp.updates:

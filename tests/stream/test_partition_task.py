@@ -128,3 +128,13 @@ def test_a_checkpoint_writes_each_touched_record_once_and_small() -> None:
         cp = task.checkpoint()
         sizes = [len(k) + len(v or b"") for k, v in cp.updates]
         assert len(cp.updates) <= 4 and max(sizes) < 200, (tokens, sizes)
+
+
+def test_an_idle_checkpoint_writes_no_commit_record() -> None:
+    """Watermarks and idle ticks are acknowledged without a changelog write: an idle
+    site must not grow the changelog (and so its recovery time)."""
+    task = PartitionTask(0, Config())
+    task.ack_only("mark-1")
+    task.ack_only("mark-2")
+    cp = task.checkpoint()
+    assert cp.commit is None and cp.updates == [] and cp.acks == ["mark-1", "mark-2"]
