@@ -24,8 +24,10 @@ class Estimate(msgspec.Struct, frozen=True, kw_only=True):
     """Tokens if every person gets a user access pass instead."""
 
 
-def _exact(value: Decimal | int | str) -> Fraction:
-    return Fraction(Decimal(value)) if not isinstance(value, int) else Fraction(value)
+def _exact(value: Decimal | int | str | Fraction) -> Fraction:
+    if isinstance(value, int | Fraction):
+        return Fraction(value)
+    return Fraction(Decimal(value))
 
 
 def _render(value: Fraction) -> str:
@@ -41,8 +43,8 @@ def _render(value: Fraction) -> str:
 
 def estimate_tokens(
     people: int,
-    passes_per_person: Decimal | int | str,
-    buffer_percent: Decimal | int | str = 20,
+    passes_per_person: Decimal | int | str | Fraction,
+    buffer_percent: Decimal | int | str | Fraction = 20,
     passes_per_token: int = 10,
 ) -> Estimate:
     if people < 0:

@@ -175,8 +175,14 @@ class Worker:
             topic_replication_factor=cfg.replication_factor,
             topic_allow_declare=False,
             web_host=cfg.web_host,
+            web_bind=cfg.web_host,  # Faust binds web_bind (all interfaces by default)
             web_port=cfg.web_port,
             web_enabled=True,
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            web_metrics_enabled=False,
             broker_session_timeout=cfg.session_timeout.total_seconds(),
             broker_heartbeat_interval=max(0.5, cfg.session_timeout.total_seconds() / 6),
             processing_guarantee=cfg.guarantee,
@@ -430,7 +436,7 @@ class Worker:
             await self.app.producer.flush()
         if self.tasks.get(task.partition) is not task:
             return  # revoked while the outputs went out: the new owner re-applies
-        if cp.updates or cp.acks:
+        if cp.commit is not None:
             key, value = cp.commit
             self.state[key] = value
             for key, value in cp.updates:

@@ -8,8 +8,11 @@ from datetime import datetime
 
 import msgspec
 
+from adapters.qlik.cli import add_ingest_commands, add_reconcile_command
 from rules import Engine, estimate_tokens
 from schemas import Timestamp, to_micros
+from stream_app.load_cli import add_load_command
+from stream_app.plan_cli import add_plan_command, estimate_from_history
 from stream_app.settings import add_rule_options, rule_config
 from stream_app.topics_cli import add_topics_command
 
@@ -63,6 +66,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
+    if args.from_history:
+        return estimate_from_history(args)
+    if args.people is None or args.passes is None:
+        print("tokenpool estimate: give --people and --passes, or --from-history",
+              file=sys.stderr)
+        return 2
     try:
         result = estimate_tokens(args.people, args.passes, args.buffer)
     except (ValueError, ArithmeticError) as exc:
@@ -168,12 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens a group of similar users needs (exact arithmetic)",
         description="tokens = ceil(people x passes per person x (1 + buffer) / 10)",
     )
-    p.add_argument("--people", type=int, required=True, help="people in the group")
-    p.add_argument("--passes", required=True, help="login access passes per person per 28 days")
+    p.add_argument("--people", type=int, help="people in the group")
+    p.add_argument("--passes", help="login access passes per person per 28 days")
+    p.add_argument("--from-history", metavar="HISTORY.jsonl",
+                   help="people and passes per person of each group from a replay file")
     p.add_argument("--buffer", default="20", help="headroom in percent (default: 20)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    add_rule_options(p)
     p.set_defaults(func=_cmd_estimate)
     add_topics_command(sub)
+    add_load_command(sub)
+    add_plan_command(sub)
+    add_ingest_commands(sub)
+    add_reconcile_command(sub)
     return parser
 
 

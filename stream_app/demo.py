@@ -6,18 +6,13 @@ What runs:
    with every topic created;
 2. one `tokenpool worker` subprocess in live mode, its rule durations compressed by
    the same factor as the traffic (`synthetic.scaled_config`);
-3. a synthetic site (`synthetic.generate`, the seed's profile: 103 users who log in
-   a few times per 28 days) whose events are stamped with wall-clock time and sent
-   when they are due, so 28 days pass in about 35 seconds and both consumptions and
-   returns (R7) show within a minute;
+3. a synthetic site (`site_traffic` over `synthetic.generate`: the seed's profile,
+   103 users who log in a few times per 28 days) whose events are stamped with
+   wall-clock time and sent when they are due, so 28 days pass in about 35 seconds
+   and both consumptions and returns (R7) show within a minute;
 4. a per-group table read from the worker's `/metrics`, once a second.
 
-Groups are sized with the estimate formula (R12, `rules.estimate_tokens`, 20 %
-buffer). The traffic plan is dry-run through the engine first to measure each group's
-passes per person per 28 days; every group is sized from that measure except the
-last, which is sized from the seed's rule of thumb of 4 passes per person. The
-synthetic users need more than that (heavy users renew for hours), so that group
-runs short and shows denials (R8) next to groups with headroom.
+Groups are sized as `site_traffic` explains: the last one runs short on purpose.
 
 The run ends on Ctrl-C, SIGTERM or `--duration`; then the producer, the worker
 (SIGTERM, then SIGKILL of its process group) and the broker are stopped, in that
@@ -27,8 +22,6 @@ order, and nothing is left running.
 import argparse
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import os
 import shutil
@@ -40,10 +33,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -51,21 +43,18 @@ from typing import IO, Any
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from rules import Config, Engine, Estimate, estimate_tokens
-from schemas import (
-    Licence,
-    LoginGroup,
-    PassConsumed,
-    SessionEnd,
-    SessionHeartbeat,
-    SessionStart,
-    Topic,
-    encode,
-    to_micros,
-)
+from schemas import Topic, encode
 from stream_app.config import StreamConfig
-from stream_app.durations import format_duration, parse_duration
-from stream_app.synthetic import DEFAULT_SEED, generate, scaled_config
+from stream_app.site_traffic import (
+    allocations,
+    day_zero,
+    plan,
+    rule_flags,
+    send_traffic,
+    time_scale_of,
+    traffic,
+)
+from stream_app.synthetic import DEFAULT_SEED
 
 log = logging.getLogger("tokenpool.demo")
 
@@ -74,170 +63,12 @@ TICK_INTERVAL = "500ms"
 """Wall-clock tick of the worker: returns and renewals show even between events."""
 IDLE_WAIT = "200ms"
 """The worker's merge wait for an empty input topic (the grants topic mostly is)."""
-LEAD = 1.0
-"""Seconds an event is sent before its timestamp. Live ticks move a group's clock to
-wall time, so an event still in flight when its instant passes would apply late; the
-lead covers the worker's merge wait and the broker round trips."""
-SEND_STEP = 0.05
-"""Seconds between two batches of sends."""
-EPOCH_DAYS = 29
-"""Days of traffic planned at once. Each epoch starts one weekday later than the one
-before, so the same users (same groups) visit on other days each time."""
-BUFFER = 20
-RULE_OF_THUMB = Decimal(4)
-"""The seed's passes per person per 28 days; sizes the last group."""
 WORKER_READY_TIMEOUT = 90.0
 WORKER_STOP_TIMEOUT = 5.0
 """Seconds the worker gets to stop after SIGTERM. Its state lives in the demo's
 in-memory broker, so a slow graceful stop buys nothing."""
 PLAIN_REPORT_EVERY = 5.0
 """Seconds between two tables when stdout is not a terminal."""
-
-DAY_US = 86_400_000_000
-
-SessionEvent = SessionStart | SessionHeartbeat | SessionEnd
-
-
-class DemoError(RuntimeError):
-    """Something the operator must fix or look at; the message says what."""
-
-
-# --------------------------------------------------------------------------- plan
-
-
-@dataclass(frozen=True)
-class GroupPlan:
-    group: str
-    estimate: Estimate
-    measured: Decimal
-    """Passes per person per 28 days in the dry run (anonymous passes included)."""
-
-    @property
-    def tokens(self) -> int:
-        return max(1, self.estimate.tokens)
-
-
-@dataclass(frozen=True)
-class Plan:
-    users: int
-    seed: int
-    time_scale: float
-    groups: list[GroupPlan]
-    rules: Config
-
-    @property
-    def licence(self) -> int:
-        return sum(g.tokens for g in self.groups)
-
-    @property
-    def seconds_per_28_days(self) -> float:
-        return 28 * 86_400 / self.time_scale
-
-
-def time_scale_of(days_per_minute: float) -> float:
-    return days_per_minute * 1440
-
-
-def plan(users: int, groups: int, seed: int, time_scale: float, start: datetime) -> Plan:
-    """Size every group from its own demand: dry-run the first 28 days of the traffic
-    through the engine with unlimited pools, then apply the estimate formula (R12)."""
-    engine = Engine(Config())
-    out: list[Any] = []
-    engine.apply(Licence(event_id="plan-licence", ts=start, total_tokens=10**12), out)
-    names: list[str] = []
-    people: dict[str, set[str]] = {}
-    end = to_micros(start) + 28 * DAY_US
-    for _, event in generate(users, groups, EPOCH_DAYS, seed, start=start):
-        if isinstance(event, Licence):
-            continue
-        if isinstance(event, LoginGroup):  # the generator's groups, with unlimited tokens
-            names.append(event.group)
-            people[event.group] = set()
-            engine.apply(msgspec.structs.replace(event, tokens=10**9), out)
-            continue
-        if not isinstance(event, SessionEvent):
-            continue
-        if to_micros(event.ts) >= end:
-            break
-        if event.user_id is not None:
-            people[event.group].add(event.user_id)
-        engine.apply(event, out)
-    passes = dict.fromkeys(names, 0)
-    for o in out:
-        if isinstance(o, PassConsumed) and to_micros(o.ts) < end:
-            passes[o.group] += 1
-    sized = []
-    for i, name in enumerate(names):
-        n = len(people[name])
-        per_person = (Decimal(passes[name]) / n if n else Decimal(0)).quantize(
-            Decimal("0.1"), ROUND_HALF_UP
-        )
-        basis = RULE_OF_THUMB if groups > 1 and i == groups - 1 else per_person
-        sized.append(GroupPlan(name, estimate_tokens(n, basis, BUFFER), per_person))
-    return Plan(users, seed, time_scale, sized, scaled_config(time_scale))
-
-
-def allocations(p: Plan, ts: datetime) -> list[tuple[str, bytes, Licence | LoginGroup]]:
-    """The licence and one login access group per group: `(topic, key, event)`."""
-    out: list[tuple[str, bytes, Licence | LoginGroup]] = [
-        (Topic.ALLOCATIONS, b"", Licence(event_id="demo-licence", ts=ts,
-                                          total_tokens=p.licence))
-    ]
-    for g in p.groups:
-        out.append((Topic.ALLOCATIONS, g.group.encode(),
-                    LoginGroup(event_id=f"demo-{g.group}", ts=ts, group=g.group,
-                               tokens=g.tokens)))
-    return out
-
-
-def traffic(
-    users: int, groups: int, seed: int, start: datetime, time_scale: float
-) -> Iterator[tuple[int, str, SessionEvent]]:
-    """Session events `(ts µs, topic, event)` in event-time order, without end.
-
-    Epoch k is `generate(...)` over `EPOCH_DAYS` from `start + k * EPOCH_DAYS`
-    (compressed); its ids get an `e<k>-` prefix so no epoch repeats another's
-    session or event ids (R13). The few events of an epoch's last sessions that
-    spill past its end are merged with the next epoch.
-    """
-    span = timedelta(days=EPOCH_DAYS) / time_scale
-    carry: list[tuple[int, str, SessionEvent]] = []
-    for k in itertools.count():
-        epoch_start = start + k * span
-        boundary = to_micros(epoch_start + span)
-        prefix = f"e{k}-"
-        fresh = (
-            (to_micros(e.ts), str(topic), _relabel(e, prefix))
-            for topic, e in generate(users, groups, EPOCH_DAYS, seed, start=epoch_start,
-                                     time_scale=time_scale)
-            if isinstance(e, SessionEvent)
-        )
-        spill: list[tuple[int, str, SessionEvent]] = []
-        for item in heapq.merge(carry, fresh, key=lambda item: item[0]):
-            if item[0] < boundary:
-                yield item
-            else:
-                spill.append(item)
-        carry = spill
-
-
-def _relabel(e: SessionEvent, prefix: str) -> SessionEvent:
-    return msgspec.structs.replace(
-        e, event_id=prefix + e.event_id, session_id=prefix + e.session_id
-    )
-
-
-def rule_flags(rules: Config) -> list[str]:
-    """The compressed durations as worker flags, checked to parse back exactly."""
-    flags = []
-    for name in ("window", "pass_lifetime", "inactivity_timeout", "dedupe_horizon",
-                 "uap_quarantine"):
-        value: timedelta = getattr(rules, name)
-        text = format_duration(value)
-        if parse_duration(text) != value:  # format_duration may print a float
-            raise DemoError(f"cannot pass {name}={value!r} exactly as a flag ({text})")
-        flags += ["--" + name.replace("_", "-"), text]
-    return flags
 
 
 # --------------------------------------------------------------------------- metrics
@@ -649,30 +480,20 @@ class Demo:
                 await asyncio.wait_for(self.stop.wait(), 0.2)
 
     async def _drive(self, producer: Any) -> None:
-        """Send each event `LEAD` seconds before its timestamp, in small batches.
-        Day 0 is `LEAD` seconds from now, so the first events get the lead too."""
-        start = datetime.now(UTC) + timedelta(seconds=LEAD)
+        start = day_zero()
         self.stats.started_at = start.timestamp()
         events = traffic(self.args.users, self.args.groups, self.args.seed, start,
                          self.time_scale)
         log.info("traffic started day0=%s", start.isoformat(timespec="seconds"))
-        ts, topic, event = next(events)
         try:
-            while True:
-                horizon = int((time.time() + LEAD) * 1_000_000)
-                sent = []
-                while ts <= horizon:
-                    sent.append(await producer.send(
-                        self._topic(topic), encode(event), key=event.group.encode()))
-                    ts, topic, event = next(events)
-                if sent:
-                    await asyncio.gather(*sent)
-                    self.stats.sent += len(sent)
-                await asyncio.sleep(SEND_STEP)
+            await send_traffic(producer, self._topic, events, self._count_sent)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(f"sending traffic failed: {exc!r}")
+
+    def _count_sent(self, n: int) -> None:
+        self.stats.sent += n
 
     async def _scrape(self) -> dict[str, GroupRow] | None:
         try:
@@ -765,7 +586,7 @@ def run(args: argparse.Namespace) -> int:
         code = 0
     except (BrokerStartError, FileNotFoundError) as exc:
         log.error("cannot start the embedded broker: %s", exc)
-    except DemoError as exc:
+    except ValueError as exc:  # a rule duration that no flag can carry exactly
         log.error("%s", exc)
     finally:
         # Stopping must finish: ignore further Ctrl-C / SIGTERM until it has.

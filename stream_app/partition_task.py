@@ -98,7 +98,9 @@ class Output:
 class Checkpoint:
     outputs: list[Output]
     feedback: list[bytes]
-    commit: tuple[bytes, bytes]
+    commit: tuple[bytes, bytes] | None
+    """None when nothing changed: only watermarks or idle ticks were acknowledged, and
+    writing a commit record for them would grow the changelog while the site is idle."""
     updates: list[tuple[bytes, bytes | None]]
     acks: list[Any]
 
@@ -147,6 +149,7 @@ class _Pending:
 class PartitionTask:
     __slots__ = (
         "_acks",
+        "_committed",
         "_journal",
         "_merge",
         "_pending",
@@ -165,6 +168,8 @@ class PartitionTask:
         self._acks = [_InOrderAcks() for _ in range(SOURCES)]
         self.applied: dict[int, int] = {}
         """Merge source → offset of the last record applied (survives restarts)."""
+        self._committed: dict[int, int] = {}
+        """`applied` as the last commit record wrote it."""
         self._reported: dict[str, int] = {}
         """Group → counted tokens last told to the ledger by this process."""
 
@@ -184,6 +189,7 @@ class PartitionTask:
         if raw is not None:
             commit = _commit_decoder.decode(raw)
             task.applied = dict(commit.offsets)
+            task._committed = dict(commit.offsets)
             redo = list(commit.updates)
             values.update(redo)
         pools: dict[str, PoolRecord] = {}
@@ -330,11 +336,15 @@ class PartitionTask:
             Output(str(_OUTPUT_TOPIC[type(o)]), _output_key(o), encode(o)) for o in p.outputs
         ]
         update_list = list(updates.items())
-        commit = Commit(offsets=dict(self.applied), updates=update_list)
+        commit: tuple[bytes, bytes] | None = None
+        if update_list or self.applied != self._committed:
+            record = Commit(offsets=dict(self.applied), updates=update_list)
+            commit = (record_key(part, _KIND_COMMIT, "", ""), _record.encode(record))
+            self._committed = dict(self.applied)
         checkpoint = Checkpoint(
             outputs=outputs,
             feedback=[encode(f) for f in feedback],
-            commit=(record_key(part, _KIND_COMMIT, "", ""), _record.encode(commit)),
+            commit=commit,
             updates=update_list,
             acks=p.acks,
         )

@@ -3,6 +3,7 @@
 from typing import Any
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.web.base import BlueprintManager
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -96,10 +97,17 @@ class PoolCollector(Collector):
         yield denied
 
 
-class EventCounters:
-    """Per-process input counters: what arrived and what was turned away, by topic."""
+REJECT_REASONS = ("invalid", "future_timestamp")
+"""Dead-letter reason codes: the `reason` label of `events_rejected_total`."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+
+class EventCounters:
+    """Per-process input counters: what arrived and what was turned away, by topic.
+
+    Every series exists at 0 from the start: a counter first seen at 1 shows no
+    `increase()`, so the first rejection would page no one."""
+
+    def __init__(self, registry: CollectorRegistry, topics: list[str]) -> None:
         self.events = Counter(
             "tokenpool_events", "Input records received.", ["topic"], registry=registry
         )
@@ -109,6 +117,10 @@ class EventCounters:
             ["topic", "reason"],
             registry=registry,
         )
+        for topic in topics:
+            self.events.labels(topic)
+            for reason in REJECT_REASONS:
+                self.rejected.labels(topic, reason)
 
 
 def install(worker: Any) -> CollectorRegistry:
@@ -116,8 +128,14 @@ def install(worker: Any) -> CollectorRegistry:
     messages, table operations, commit latency, end and committed offsets for lag)."""
     registry = CollectorRegistry()
     registry.register(PoolCollector(worker))
-    worker.counters = EventCounters(registry)
+    names = worker.config.topics
+    worker.counters = EventCounters(registry, [
+        names.session_start, names.session_heartbeat, names.session_end, names.allocations,
+    ])
     app = worker.app
+    # Faust still mounts a status index at "/" with every built-in page turned off:
+    # serve only what is registered below.
+    app.web.blueprints = BlueprintManager([])
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
     @app.page("/metrics")  # type: ignore[misc]

@@ -148,3 +148,13 @@ def test_an_acknowledgement_never_overtakes_a_record_the_merge_still_holds() -> 
     task.offer(STARTS, 1, start, "start@1")
     task.flush_merge()
     assert task.checkpoint().acks == ["grant@0", "mark@1", "start@1"]
+
+
+def test_an_idle_checkpoint_writes_no_commit_record() -> None:
+    """Watermarks and idle ticks are acknowledged without a changelog write: an idle
+    site must not grow the changelog (and so its recovery time)."""
+    task = PartitionTask(0, Config())
+    task.ack_only("mark-1")
+    task.ack_only("mark-2")
+    cp = task.checkpoint()
+    assert cp.commit is None and cp.updates == [] and cp.acks == ["mark-1", "mark-2"]

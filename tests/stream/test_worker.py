@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiokafka.partitioner import DefaultPartitioner
 from kafka_helpers import consume_all
 from kafka_helpers import produce as produce_values
 from stream_harness import collect, produce, replay_reference, wait_for_state
@@ -107,6 +108,12 @@ def test_two_workers_split_partitions_and_one_takes_over(stream_config, tmp_path
         assert len(parts) == 2 and parts[0] and parts[1] and not parts[0] & parts[1]
         produce(config, records[:half])
         time.sleep(8)  # both work on the first half
+        # SPEC §5: each exports the gauges of the groups on its own partitions only
+        groups = {r["value"]["group"] for r in records if r["value"].get("kind") == "login_group"}
+        for worker, owned in zip((first, second), parts, strict=True):
+            assert set(worker.pool_state()) == {
+                g for g in groups if partition_of(g, config.partitions) in owned
+            }
         first.stop()
         second.wait_ready(partitions=config.partitions)
         produce(config, records[half:])
@@ -116,6 +123,12 @@ def test_two_workers_split_partitions_and_one_takes_over(stream_config, tmp_path
     finally:
         first.stop()
         second.stop()
+
+
+def partition_of(group: str, partitions: int) -> int:
+    """The partition a group's events go to: Kafka's default partitioner on its key."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(group.encode(), every, every))
 
 
 def _now() -> datetime:

@@ -1,0 +1,1 @@
+"""Adapters: turn what a licensed site writes (logs, APIs) into tokenpool's inputs."""

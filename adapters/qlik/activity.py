@@ -1,0 +1,82 @@
+"""What every Qlik source says about a session, and how it becomes a wire event.
+
+Each source (UDP user events, audit log lines) parses into an `Activity`; one mapping
+turns an activity plus a group into `SessionStart`, `SessionHeartbeat` or `SessionEnd`.
+Anything a source cannot use is a `Rejected` with a reason: nothing is dropped silently.
+"""
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from schemas.inputs import SessionEnd, SessionEvent, SessionHeartbeat, SessionStart
+
+ActivityKind = Literal["start", "activity", "stop"]
+EndReason = Literal["logout", "timeout"]
+
+# Qlik ends a session either on logout or when the proxy's inactivity timeout fires.
+_TIMEOUT_WORDS = re.compile(r"time[ds]?[ -]?out|inactiv|expire|idle", re.IGNORECASE)
+
+
+class Activity(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing a Qlik proxy saw a session do."""
+
+    kind: ActivityKind
+    ts: datetime
+    host: str
+    user_directory: str
+    user_id: str
+    session_id: str
+    end_reason: EndReason | None = None
+    ref: str
+    """What identifies the source record (datagram bytes, file line): its hash is the
+    event id, so the same record read twice gives the same event (R13)."""
+
+
+class Rejected(msgspec.Struct, frozen=True, kw_only=True):
+    """A record that yields no event, and why. `skipped` records are expected (internal
+    calls, blank lines); the others are malformed and reported as such."""
+
+    reason: str
+    skipped: bool = False
+
+
+def end_reason(message: str) -> EndReason:
+    """`timeout` when the proxy's message speaks of a timeout or inactivity."""
+    return "timeout" if _TIMEOUT_WORDS.search(message) else "logout"
+
+
+def qualified_user(user_directory: str, user_id: str) -> str:
+    """Qlik's own spelling of a user, `DIRECTORY\\userid`: the wire `user_id`."""
+    return f"{user_directory}\\{user_id}"
+
+
+def event_id(prefix: str, ref: str, kind: str) -> str:
+    digest = hashlib.blake2b(f"{kind}\x00{ref}".encode(), digest_size=12).hexdigest()
+    return f"{prefix}-{digest}"
+
+
+def to_session_event(activity: Activity, group: str, user_id: str | None) -> SessionEvent:
+    """The wire event for `activity` in `group`; `user_id` None means anonymous (R6).
+
+    A timed-out session ends as `browser_closed`: in Qlik, closing the browser ends
+    nothing by itself, the proxy's inactivity timeout does, so a timeout is exactly how
+    a browser close shows.
+    """
+    eid = event_id("qlik", activity.ref, activity.kind)
+    match activity.kind:
+        case "start":
+            return SessionStart(event_id=eid, ts=activity.ts, group=group,
+                                session_id=activity.session_id, user_id=user_id)
+        case "activity":
+            return SessionHeartbeat(event_id=eid, ts=activity.ts, group=group,
+                                    session_id=activity.session_id, user_id=user_id)
+        case "stop":
+            reason: Literal["logout", "browser_closed"] = (
+                "browser_closed" if activity.end_reason == "timeout" else "logout"
+            )
+            return SessionEnd(event_id=eid, ts=activity.ts, group=group,
+                              session_id=activity.session_id, user_id=user_id, reason=reason)

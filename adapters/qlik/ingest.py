@@ -1,0 +1,145 @@
+"""The ingest runs: UDP user events, audit log files and UAP holders into Kafka."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from adapters.qlik.group_mapping import (
+    GroupMapping,
+    MappingError,
+    build_mapping,
+    parse_spec,
+    uap_changes,
+)
+from adapters.qlik.log_follower import LogCursor, PositionStore
+from adapters.qlik.sink import EventSink, IngestReport
+from adapters.qlik.udp_format import UdpCorrelator
+from adapters.qlik.udp_listener import Batch, UdpListener
+from schemas.timestamps import from_micros
+from stream_app.config import StreamConfig
+
+log = logging.getLogger("tokenpool.qlik")
+
+
+def load_mapping(path: Path | None) -> GroupMapping:
+    """`groups.yaml` (its `attributes_csv` relative to it); no file: everyone unmapped."""
+    if path is None:
+        return build_mapping(parse_spec({}))
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingError(f"{path}: {exc}") from None
+    spec = parse_spec(document)
+    csv_text = None
+    if spec.attributes_csv is not None:
+        csv_path = path.parent / spec.attributes_csv
+        try:
+            csv_text = csv_path.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise MappingError(f"{path}: attributes_csv: {exc}") from None
+    try:
+        return build_mapping(spec, csv_text)
+    except MappingError as exc:
+        raise MappingError(f"{path}: {exc}") from None
+
+
+async def run_udp(config: StreamConfig, mapping: GroupMapping, listener: UdpListener,
+                  stop: asyncio.Event, report: IngestReport | None = None) -> IngestReport:
+    """Receive and produce until `stop` is set; then everything received is produced
+    and flushed before returning."""
+    sink = EventSink(config, mapping, report)
+    correlator = UdpCorrelator()
+    batches: asyncio.Queue[Batch] = asyncio.Queue()
+    await sink.start()
+    await listener.start(batches.put_nowait)
+
+    async def produce(batch: Batch) -> None:
+        for at_ns, data in batch:
+            await sink.submit(correlator.accept(data, from_micros(at_ns // 1000)), "datagram")
+
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await produce(await asyncio.wait_for(batches.get(), 0.2))
+    finally:
+        await listener.stop()  # delivers what the receiver still held
+        while not batches.empty():
+            await produce(batches.get_nowait())
+        await sink.stop()
+    drops = listener.kernel_drops()
+    log.info("udp stopped received=%d kernel_drops=%s backlog_overflow=%d %s",
+             listener.received, "unknown" if drops is None else drops, listener.overflowed,
+             sink.report.summary())
+    return sink.report
+
+
+async def run_audit_logs(config: StreamConfig, mapping: GroupMapping, paths: Sequence[Path],
+                         *, follow: bool, positions: Path | None, stop: asyncio.Event,
+                         archive_dirs: Sequence[Path] = (), poll_interval: float = 0.5,
+                         report: IngestReport | None = None) -> IngestReport:
+    """Read every path to its end (then keep following with `follow`); positions are
+    saved after each acknowledged batch."""
+    store = PositionStore(positions)
+    cursors = [LogCursor(p, store.positions.get(str(p)), archive_dirs) for p in paths]
+    sink = EventSink(config, mapping, report)
+    await sink.start()
+    try:
+        while not stop.is_set():
+            took = 0
+            for cursor in cursors:
+                lines = cursor.read()
+                for line in lines:
+                    await sink.submit(line.item, line.where)
+                took += len(lines)
+                if lines:
+                    await sink.flush()
+                    position = cursor.position()
+                    if position is not None:
+                        store.positions[str(cursor.path)] = position
+                    store.save()
+            if took:
+                continue
+            if not follow:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_interval)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+        await sink.stop()
+    log.info("audit logs done %s", sink.report.summary())
+    return sink.report
+
+
+class _UapState(msgspec.Struct):
+    holders: list[str]
+
+
+async def run_uap(config: StreamConfig, holders: set[str], state: Path | None,
+                  now: datetime | None = None) -> IngestReport:
+    """Send `user_access` assign/remove allocations that bring tokenpool's UAP holders
+    to `holders`; `state` remembers what was sent last time (else: assign only)."""
+    previous: set[str] = set()
+    if state is not None and state.exists():
+        previous = set(msgspec.json.decode(state.read_bytes(), type=_UapState).holders)
+    changes = uap_changes(previous, holders, now or datetime.now(UTC))
+    sink = EventSink(config, build_mapping(parse_spec({})))
+    await sink.start()
+    try:
+        for change in changes:
+            await sink.send_allocation(change)
+        await sink.flush()
+    finally:
+        await sink.stop()
+    if state is not None:
+        state.write_bytes(msgspec.json.encode(_UapState(sorted(holders))))
+    log.info("user access: %d assigned, %d removed",
+             sum(c.action == "assign" for c in changes), sum(c.action == "remove" for c in changes))
+    return sink.report
