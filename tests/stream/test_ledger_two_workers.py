@@ -95,9 +95,10 @@ def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
     config = stream_config(mode="replay")
     asyncio.run(create_topics(config))
     # One after the other: the second joins a settled group and takes half of it.
-    workers = [WorkerProcess(config, tmp_path, name="a").start(config.partitions)]
+    quick = ["--session-timeout", "3s"]  # the survivor takes over sooner
+    workers = [WorkerProcess(config, tmp_path, extra=quick, name="a").start(config.partitions)]
     try:
-        workers.append(WorkerProcess(config, tmp_path, name="b").start())
+        workers.append(WorkerProcess(config, tmp_path, extra=quick, name="b").start())
         deadline = time.monotonic() + 60
         while True:
             owned = [set((w.health() or {}).get("partitions") or ()) for w in workers]
