@@ -287,6 +287,10 @@ class Worker:
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         if self._assigned is not None:
             self._assigned -= set(revoked)
+        if TP(self.config.topics.allocations, 0) in revoked:
+            # Another worker decides from now on; if this one gets the ledger back,
+            # it must reload what that one wrote, not go on from its own old copy.
+            self.ledger = None
         for tp in revoked:
             if self.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
@@ -496,7 +500,14 @@ class Worker:
         rejections durable before the one ledger record that remembers them (a crash
         re-decides the batch and re-sends the same grants; the state changes once)."""
         decode = input_decoder(Topic.ALLOCATIONS).decode
+        allocations = TP(self.config.topics.allocations, 0)
         async for events in stream.take_events(500, within=0.05):
+            if not self._owns(allocations):
+                # Feedback assigned here without the allocations partition (or events
+                # in flight from before a rebalance): the owner alone writes the ledger.
+                log.warning("ledger: %d events without the allocations partition, skipped",
+                            len(events))
+                continue
             writer = self._load_ledger()
             last = writer.state.offset
             for event in events:
