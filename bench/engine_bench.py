@@ -6,8 +6,8 @@ Two questions decide whether the engine can sit behind a Kafka consumer:
    does with it; the engine should not be much slower than that. On a synthetic site
    (10 000 users, 50 groups, four weeks of starts, heartbeats and ends, encoded to the
    wire JSON of each topic) we time (a) decode only and (b) decode + `Engine.apply`
-   of every event, with the same bytes and decoders. Goal: (b) reaches at least 15 %
-   of (a)'s events per second.
+   of every event, with the same bytes and decoders. Goal: (b) reaches at least 20 %
+   of (a)'s events per second (15 % was the first goal).
 2. Flatness. One event must cost the same whatever the pool holds (SPEC §6, the
    timer queues in `rules/pool.py`). For capacities of 10, 1 000 and 100 000 passes,
    a single group is filled to ~90 % with anonymous sessions (the cheapest way to
@@ -59,7 +59,8 @@ from schemas import (
 )
 from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
 
-THROUGHPUT_GOAL = 0.15
+THROUGHPUT_GOAL = 0.20
+"""Issue 6's goal; issue 2 asked for 15 %."""
 FLATNESS_GOAL = 1.3
 
 SECOND = 1_000_000
