@@ -9,6 +9,7 @@ costs the same whatever the pool's capacity or passes in use.
 
 import heapq
 from collections import deque
+from datetime import UTC, datetime, timedelta
 
 from rules.config import Config, Durations
 from rules.ids import output_id
@@ -46,6 +47,7 @@ class Pool:
         "_expiries",
         "_horizon",
         "_lifetime",
+        "_lifetime_delta",
         "_max_devices",
         "_next_due",
         "_passes_per_token",
@@ -74,6 +76,9 @@ class Pool:
         self.group = group
         self._window = d.window
         self._lifetime = d.pass_lifetime
+        self._lifetime_delta = timedelta(microseconds=d.pass_lifetime)
+        """The lifetime as a timedelta: `returns_at` is `ts` plus it, no second
+        from_micros (a third of an output's cost)."""
         self._timeout = d.inactivity_timeout
         self._horizon = d.dedupe_horizon
         self._max_devices = config.max_devices
@@ -263,7 +268,9 @@ class Pool:
             return
         if holder is None:
             holder = self.holders[key] = Holder(uid, 0, 0, [])
-        self._consume(key, holder, sid, t, "login", out)  # R1
+        # An on-time event in UTC carries the output's `ts` already: no from_micros.
+        when = ev.ts if t == ts and ev.ts.tzinfo is UTC else None
+        self._consume(key, holder, sid, t, "login", out, when)  # R1
         self._open(sid, key, holder, uid, t)
 
     def heartbeat(self, ev: SessionHeartbeat, ts: int, out: list[OutputEvent]) -> None:
@@ -359,8 +366,16 @@ class Pool:
             journal.append((TOUCH_HOLDER, self.group, key))
 
     def _consume(
-        self, key: str, holder: Holder, sid: str, t: int, reason: str, out: list[OutputEvent]
+        self,
+        key: str,
+        holder: Holder,
+        sid: str,
+        t: int,
+        reason: str,
+        out: list[OutputEvent],
+        when: datetime | None = None,
     ) -> None:
+        """Consume a pass at `t` (`when` is `from_micros(t)`, if the caller has it)."""
         rec = self.record
         rec.in_use += 1
         back = t + self._lifetime
@@ -388,15 +403,17 @@ class Pool:
         else:
             rec.consumed_renewal += 1
         capacity = rec.tokens * self._passes_per_token
+        if when is None:
+            when = from_micros(t)
         out.append(
             PassConsumed(
                 event_id=output_id("pc", self.group, key, t),
-                ts=from_micros(t),
+                ts=when,
                 group=self.group,
                 user_id=holder.user_id,
                 session_id=sid,
                 reason="login" if login else "renewal",
-                returns_at=from_micros(back),
+                returns_at=when + self._lifetime_delta,
                 available=capacity - rec.in_use if capacity > rec.in_use else 0,
                 capacity=capacity,
             )
@@ -452,13 +469,14 @@ class Pool:
         rec.in_use -= count
         rec.returned += count
         self._touch(TOUCH_RETURN, instant)
+        when = from_micros(instant)
         out.append(
             PassReturned(
                 event_id=output_id("pr", self.group, instant),
-                ts=from_micros(instant),
+                ts=when,
                 group=self.group,
                 count=count,
-                consumed_at=from_micros(instant - self._lifetime),
+                consumed_at=when - self._lifetime_delta,
                 available=self.available,
                 capacity=self.capacity,
             )
