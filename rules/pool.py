@@ -9,7 +9,7 @@ costs the same whatever the pool's capacity or passes in use.
 
 import heapq
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from rules.config import Config, Durations
 from rules.ids import output_id
@@ -22,7 +22,7 @@ from rules.records import (
 )
 from schemas.inputs import SessionEnd, SessionHeartbeat, SessionStart
 from schemas.outputs import AccessDenied, DenialReason, OutputEvent, PassConsumed, PassReturned
-from schemas.timestamps import from_micros
+from schemas.timestamps import Timestamp, from_micros
 
 NEVER = 1 << 62
 """An instant later than any timer."""
@@ -373,7 +373,7 @@ class Pool:
         t: int,
         reason: str,
         out: list[OutputEvent],
-        when: datetime | None = None,
+        when: Timestamp | None = None,
     ) -> None:
         """Consume a pass at `t` (`when` is `from_micros(t)`, if the caller has it)."""
         rec = self.record
