@@ -81,18 +81,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             f", {stamp}.", "", *_machine(), ""]
     print("\n".join(head), flush=True)
 
+    done: list[str] = []
+
+    def save(lines: list[str]) -> None:
+        """Write what is measured so far: a later failure keeps the earlier figures."""
+        done.extend(lines)
+        Path(args.out).write_text("\n".join(head + done), encoding="utf-8")
+
     eargs = engine_bench.parse_args(["--runs", str(args.runs)])
     part1, ratio = engine_bench.throughput(eargs)
     print("\n".join(part1), flush=True)
     part2, spread = engine_bench.flatness(eargs)
     print("\n".join(part2), flush=True)
+    save(part1 + part2)
 
     rargs = argparse.Namespace(events=args.events, runs=min(args.runs, 3),
                                seed=engine_bench.DEFAULT_SEED)
     part3, rate = replay_bench.run(rargs)
     print("\n".join(part3), flush=True)
+    save(part3)
 
     part4, figures = state_bench.run(args)
+    save(part4)
 
     part5: list[str] = []
     if not args.skip_stream:
