@@ -268,18 +268,20 @@ def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
     medians: list[float] = []
     cpu_medians: list[float] = []
     seen: list[Counter[str]] = []
-    for capacity in args.sizes:
-        prefill = pool_prefill(group, capacity, m0)
-        times: list[Timing] = []
-        state: dict[str, Any] = {}
-        for _ in range(args.runs):
+    prefills = {capacity: pool_prefill(group, capacity, m0) for capacity in args.sizes}
+    times: dict[int, list[Timing]] = {capacity: [] for capacity in args.sizes}
+    states: dict[int, dict[str, Any]] = {}
+    # Sizes take turns within each run, so a busy spell on a shared machine falls on
+    # every size alike instead of on whichever size was being timed.
+    for _ in range(args.runs):
+        for capacity in args.sizes:
             engine = Engine()
             out: list[OutputEvent] = []
-            for ev in prefill:
+            for ev in prefills[capacity]:
                 engine.apply(ev, out)
             engine.advance(m0 - 1, out)  # run every pre-fill timer out, untimed
             pool = engine.pools[group]
-            state = {
+            state: dict[str, Any] = {
                 "in_use": pool.record.in_use,
                 "sessions": len(pool.sessions),
                 "returns": len(pool.returns_calendar()),
@@ -294,11 +296,13 @@ def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
                 for ev in mix:
                     apply(ev, out)
 
-            times += timed_runs(run, 1, args.gc)
-            outcomes = Counter(_outcome(o) for o in out)
-            state["outcomes"] = outcomes
+            times[capacity] += timed_runs(run, 1, args.gc)
+            state["outcomes"] = Counter(_outcome(o) for o in out)
             state["after"] = pool.record.in_use
-        med = median(times)
+            states[capacity] = state
+    for capacity in args.sizes:
+        state, ts = states[capacity], times[capacity]
+        med = median(ts)
         medians.append(med.wall / n * 1e6)
         cpu_medians.append(med.cpu / n * 1e6)
         oc = state["outcomes"]
@@ -306,8 +310,8 @@ def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
         rows.append(
             f"| {capacity:,} | {state['in_use']:,} ({state['in_use'] / capacity:.0%}) | "
             f"{state['returns']:,} | {state['sessions']:,} | {med.wall / n * 1e6:.2f} | "
-            f"{min(t.wall for t in times) / n * 1e6:.2f} | "
-            f"{max(t.wall for t in times) / n * 1e6:.2f} | {med.cpu / n * 1e6:.2f} | "
+            f"{min(t.wall for t in ts) / n * 1e6:.2f} | "
+            f"{max(t.wall for t in ts) / n * 1e6:.2f} | {med.cpu / n * 1e6:.2f} | "
             f"{_consumed(oc)} / {oc['returned']} / {_denied(oc)} | {state['after']:,} |"
         )
     spread = max(medians) / min(medians)
