@@ -114,22 +114,26 @@ def _one_object_per_line(chunk: bytes) -> int:
     `decode_lines` reads whitespace-separated values, not lines: `{..} {..}` on one line
     would be two records, and a value may span lines. When every line starts with `{`
     and ends with `}`, no value can span lines (a `}` then `{` inside a value is not
-    JSON), so as many values as lines means exactly one per line."""
+    JSON), so as many values as lines means exactly one per line. Checked with one
+    count of newlines and one of `}`-newline-`{` (CRLF lines fail it: they take the
+    line-by-line way, which is as correct)."""
     newlines = chunk.count(b"\n")
-    lines = newlines if chunk.endswith(b"\n") else newlines + 1
-    if (  # CRLF lines fail this: they take the line-by-line way, which is as correct
-        chunk.startswith(b"{")
-        and chunk.count(b"}\n") == newlines
-        and chunk.count(b"\n{") == lines - 1
-        and (lines == newlines or chunk.endswith(b"}"))
-    ):
+    if chunk.endswith(b"}\n"):
+        lines = newlines
+    elif chunk.endswith(b"}"):  # the file's last line, without a newline
+        lines = newlines + 1
+    else:
+        return 0
+    if chunk.startswith(b"{") and chunk.count(b"}\n{") == lines - 1:
         return lines
     return 0
 
 
-def _decode_lines(decoder: msgspec.json.Decoder[Any], chunk: bytes) -> list[Any] | None:
-    """Every line of the chunk decoded in one call, or None: decode line by line."""
-    lines = _one_object_per_line(chunk)
+def _decode_lines(
+    decoder: msgspec.json.Decoder[Any], chunk: bytes, lines: int
+) -> list[Any] | None:
+    """Every line of the chunk decoded in one call, or None: decode line by line.
+    `lines` is `_one_object_per_line(chunk)`."""
     if not lines:
         return None
     try:
@@ -139,11 +143,16 @@ def _decode_lines(decoder: msgspec.json.Decoder[Any], chunk: bytes) -> list[Any]
     return values if len(values) == lines else None
 
 
-def _count_topics(path: str) -> list[int]:
+def _count_topics(path: str) -> tuple[list[int], list[int]]:
+    """Records per input topic, and `_one_object_per_line` of each chunk (the second
+    pass reads the same chunks and need not check them again)."""
     counts = [0] * len(INPUT_TOPICS)
+    checked: list[int] = []
     rank = _RANK.get
     for first, chunk in _chunks(path):
-        records = _decode_lines(_topics, chunk)
+        lines = _one_object_per_line(chunk)
+        checked.append(lines)
+        records = _decode_lines(_topics, chunk, lines)
         if records is not None:
             topics = [r.topic for r in records]
         else:
@@ -157,7 +166,7 @@ def _count_topics(path: str) -> list[int]:
             r = rank(topic)
             if r is not None:
                 counts[r] += 1
-    return counts
+    return counts, checked
 
 
 def _progress(path: str, stream: IO[str]) -> Any:
@@ -171,12 +180,12 @@ def _progress(path: str, stream: IO[str]) -> Any:
 
 
 def _records(
-    first: int, chunk: bytes, report: ReplayReport
+    first: int, chunk: bytes, lines: int, report: ReplayReport
 ) -> tuple[list[ReplayRecord], list[int] | None]:
     """The chunk's replay records and, when a line was malformed (reported here), the
     line number of each record; None means one record per line. Counts the non-blank
     lines in `report.lines`."""
-    fast: list[ReplayRecord] | None = _decode_lines(_envelope, chunk)
+    fast: list[ReplayRecord] | None = _decode_lines(_envelope, chunk, lines)
     if fast is not None:
         report.lines += len(fast)
         return fast, None
@@ -202,7 +211,7 @@ def replay(
 ) -> ReplayReport:
     """Apply every record of `path` in merge order; outputs go to `emit` as lines."""
     report = ReplayReport()
-    remaining = _count_topics(path)
+    remaining, checked = _count_topics(path)
     merge: TimestampMerge[tuple[int, InputEvent]] = TimestampMerge(len(INPUT_TOPICS))
     for rank, count in enumerate(remaining):
         if count == 0:
@@ -234,7 +243,7 @@ def replay(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        _replay_chunks(path, bar, report, remaining, merge, run)
+        _replay_chunks(path, bar, report, remaining, merge, run, checked)
     finally:
         if collecting:
             gc.enable()
@@ -254,12 +263,14 @@ def _replay_chunks(
     remaining: list[int],
     merge: "TimestampMerge[tuple[int, InputEvent]]",
     run: Callable[[Iterator[tuple[int, InputEvent]]], None],
+    checked: list[int],
 ) -> None:
     rank_of = _RANK.get
     decoders = _DECODERS
     push = merge.push
-    for first, chunk in _chunks(path, bar):
-        records, numbers = _records(first, chunk, report)
+    for index, (first, chunk) in enumerate(_chunks(path, bar)):
+        lines = checked[index] if index < len(checked) else _one_object_per_line(chunk)
+        records, numbers = _records(first, chunk, lines, report)
         for i, record in enumerate(records):
             rank = rank_of(record.topic)
             if rank is None:
