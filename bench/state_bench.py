@@ -6,7 +6,8 @@
    (`python -m stream_app worker --mode replay`, one partition) on the embedded Tansu
    broker. The changelog topics are read back after the pre-fill and again after the
    mix; the figure is the key + value bytes the mix added, divided by its events.
-   Goal: under 512 bytes per event and flat (largest / smallest within 1.3x).
+   Goal: under 512 bytes per event and flat (largest / smallest within 1.3x). The
+   pre-fill is sent at `PREFILL_RATE` events a second while the worker runs.
 2. Recovery. `--records` changelog records (1 000 000 by default) are made by the
    worker's own checkpoint code (`PartitionTask` on the synthetic site, the writes a
    worker makes) and produced to a fresh app's state changelog. Then, in the same run:
@@ -79,13 +80,21 @@ def _topic(ev: InputEvent) -> str:
     return str(_TOPIC_OF.get(type(ev), Topic.SESSION_HEARTBEAT))
 
 
-async def _produce(cfg: StreamConfig, events: Sequence[InputEvent]) -> dict[Any, int]:
-    """Write events keyed by group; return the end offset of every partition written."""
+async def _produce(
+    cfg: StreamConfig, events: Sequence[InputEvent], rate: float | None = None
+) -> dict[Any, int]:
+    """Write events keyed by group, at most `rate` a second if given; return the end
+    offset of every partition written."""
     producer = AIOKafkaProducer(bootstrap_servers=cfg.broker, linger_ms=5, acks="all")
     await producer.start()
     try:
         futures = []
-        for ev in events:
+        started = time.perf_counter()
+        for i, ev in enumerate(events):
+            if rate is not None and i % 50 == 0:
+                ahead = started + i / rate - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
             name = getattr(cfg.topics, _topic(ev).replace("-", "_"))
             key = (getattr(ev, "group", None) or "").encode()
             futures.append(await producer.send(name, encode(ev), key=key))
@@ -105,12 +114,14 @@ async def _changelog_bytes(cfg: StreamConfig, timeout: float) -> tuple[int, int]
     return len(records), sum(len(m.key or b"") + len(m.value or b"") for m in records)
 
 
-PREFILL_SLICE = 1000
-"""The pre-fill goes in slices, each applied before the next is sent. As one backfill,
-a checkpoint of 2 000 logins in one group writes a commit record over the producer's
-1 MB request limit and the worker stops (a known problem of the worker)."""
-PACE = 0.15
-"""Seconds between paced events: longer than a checkpoint's linger (50 ms)."""
+IDLE = 5.0
+"""Seconds with no input before the live events: what an idle worker writes a second
+(ticks checkpoint their acknowledgements) is measured then and deducted."""
+PREFILL_RATE = 600.0
+"""Pre-fill events a second, sent while the worker runs, so that its checkpoints stay
+small. As one backfill, a checkpoint of 2 000 logins in one group writes a commit
+record over the producer's 1 MB request limit and the worker stops (a known problem
+of the worker, see bench/profile.md)."""
 
 
 async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, paced: int,
@@ -130,19 +141,21 @@ async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, pace
     cpu = CpuLog({"worker": proc.pid})
     alive = alive_check(proc, log_path)
     try:
-        ends: dict[Any, int] = {}
-        for i in range(0, len(prefill), PREFILL_SLICE):
-            ends.update(await _produce(cfg, prefill[i:i + PREFILL_SLICE]))
-            tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-            await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
-        before = await _changelog_bytes(cfg, timeout)
-        for ev in mix[:paced]:  # live traffic: each event its own checkpoint
-            more = await _produce(cfg, [ev])
-            await asyncio.sleep(PACE)
-        ends.update(more)
+        ends = await _produce(cfg, prefill, PREFILL_RATE)
         tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
         await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
+        idle0 = await _changelog_bytes(cfg, timeout)
+        t_idle = time.time()
+        await asyncio.sleep(IDLE)
+        before = await _changelog_bytes(cfg, timeout)
+        t_before = time.time()
+        idle_rate = (before[1] - idle0[1]) / (t_before - t_idle)
+        for ev in mix[:paced]:  # live traffic: each event applied and checkpointed alone
+            ends.update(await _produce(cfg, [ev]))
+            tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
+            await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
         middle = await _changelog_bytes(cfg, timeout)
+        paced_seconds = time.time() - t_before
         ends.update(await _produce(cfg, mix[paced:]))  # a backfill: large batches
         tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
         await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
@@ -156,7 +169,8 @@ async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, pace
         "prefill_bytes": before[1],
         "paced": paced,
         "paced_records": middle[0] - before[0],
-        "live": (middle[1] - before[1]) / paced,
+        "idle_rate": idle_rate,
+        "live": (middle[1] - before[1] - idle_rate * paced_seconds) / paced,
         "events": n,
         "records": after[0] - middle[0],
         "backfill": (after[1] - middle[1]) / n,
@@ -375,6 +389,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
                 live.append(statistics.median(x["live"] for x in runs))
                 backfill.append(statistics.median(x["backfill"] for x in runs))
                 rows.append(f"| {capacity:,} | {r['prefill']:,} | {r['prefill_bytes']:,} | "
+                            f"{r['idle_rate']:,.0f} | "
                             f"{r['paced']:,} | {r['paced_records']:,} | **{live[-1]:,.0f}** | "
                             f"{r['events']:,} | {r['records']:,} | **{backfill[-1]:,.0f}** |")
                 print(rows[-1], flush=True)
@@ -386,14 +401,16 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
                 "The real worker on the embedded Tansu broker, one partition; key + value "
                 "bytes read back from its changelog topics (state and ledger) after the "
                 "pre-fill, after the first events of the mix sent one at a time (live "
-                f"traffic: one checkpoint per event, {PACE:g} s apart) and after the rest "
+                "traffic: each sent once the previous one is committed, so one "
+                "checkpoint per event; what the idle worker writes meanwhile, measured "
+                f"over {IDLE:g} s before, is deducted) and after the rest "
                 "of the mix sent at once (a backfill: a checkpoint writes each touched "
                 "record once per batch). The mix is the same at every size.",
                 "",
                 "| capacity (passes) | pre-fill events | pre-fill changelog bytes | "
-                "live events | records | bytes / event | backfill events | records | "
-                "bytes / event |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                "idle bytes/s | live events | records | bytes / event | backfill events | "
+                "records | bytes / event |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
                 *rows,
                 "",
                 f"Largest {worst:,.0f} bytes per event (goal < {CHANGELOG_GOAL}): "
@@ -443,7 +460,7 @@ def add_args(ap: argparse.ArgumentParser) -> None:
                     default=[10, 1_000, 100_000], help="pool capacities in passes")
     ap.add_argument("--mix-per-consumer", type=int, default=600,
                     help="changelog mix events per consuming holder (8 holders)")
-    ap.add_argument("--paced", type=int, default=100,
+    ap.add_argument("--paced", type=int, default=50,
                     help="mix events sent one at a time (live traffic)")
     ap.add_argument("--changelog-runs", type=int, default=1)
     ap.add_argument("--records", type=int, default=1_000_000,
