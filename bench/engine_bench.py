@@ -6,8 +6,8 @@ Two questions decide whether the engine can sit behind a Kafka consumer:
    does with it; the engine should not be much slower than that. On a synthetic site
    (10 000 users, 50 groups, four weeks of starts, heartbeats and ends, encoded to the
    wire JSON of each topic) we time (a) decode only and (b) decode + `Engine.apply`
-   of every event, with the same bytes and decoders. Goal: (b) reaches at least 15 %
-   of (a)'s events per second.
+   of every event, with the same bytes and decoders. Goal: (b) reaches at least 20 %
+   of (a)'s events per second (15 % was the first goal).
 2. Flatness. One event must cost the same whatever the pool holds (SPEC §6, the
    timer queues in `rules/pool.py`). For capacities of 10, 1 000 and 100 000 passes,
    a single group is filled to ~90 % with anonymous sessions (the cheapest way to
@@ -59,7 +59,8 @@ from schemas import (
 )
 from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
 
-THROUGHPUT_GOAL = 0.15
+THROUGHPUT_GOAL = 0.20
+"""Issue 6's goal; issue 2 asked for 15 %."""
 FLATNESS_GOAL = 1.3
 
 SECOND = 1_000_000
@@ -267,18 +268,20 @@ def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
     medians: list[float] = []
     cpu_medians: list[float] = []
     seen: list[Counter[str]] = []
-    for capacity in args.sizes:
-        prefill = pool_prefill(group, capacity, m0)
-        times: list[Timing] = []
-        state: dict[str, Any] = {}
-        for _ in range(args.runs):
+    prefills = {capacity: pool_prefill(group, capacity, m0) for capacity in args.sizes}
+    times: dict[int, list[Timing]] = {capacity: [] for capacity in args.sizes}
+    states: dict[int, dict[str, Any]] = {}
+    # Sizes take turns within each run, so a busy spell on a shared machine falls on
+    # every size alike instead of on whichever size was being timed.
+    for _ in range(args.runs):
+        for capacity in args.sizes:
             engine = Engine()
             out: list[OutputEvent] = []
-            for ev in prefill:
+            for ev in prefills[capacity]:
                 engine.apply(ev, out)
             engine.advance(m0 - 1, out)  # run every pre-fill timer out, untimed
             pool = engine.pools[group]
-            state = {
+            state: dict[str, Any] = {
                 "in_use": pool.record.in_use,
                 "sessions": len(pool.sessions),
                 "returns": len(pool.returns_calendar()),
@@ -293,11 +296,13 @@ def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
                 for ev in mix:
                     apply(ev, out)
 
-            times += timed_runs(run, 1, args.gc)
-            outcomes = Counter(_outcome(o) for o in out)
-            state["outcomes"] = outcomes
+            times[capacity] += timed_runs(run, 1, args.gc)
+            state["outcomes"] = Counter(_outcome(o) for o in out)
             state["after"] = pool.record.in_use
-        med = median(times)
+            states[capacity] = state
+    for capacity in args.sizes:
+        state, ts = states[capacity], times[capacity]
+        med = median(ts)
         medians.append(med.wall / n * 1e6)
         cpu_medians.append(med.cpu / n * 1e6)
         oc = state["outcomes"]
@@ -305,8 +310,8 @@ def flatness(args: argparse.Namespace) -> tuple[list[str], float]:
         rows.append(
             f"| {capacity:,} | {state['in_use']:,} ({state['in_use'] / capacity:.0%}) | "
             f"{state['returns']:,} | {state['sessions']:,} | {med.wall / n * 1e6:.2f} | "
-            f"{min(t.wall for t in times) / n * 1e6:.2f} | "
-            f"{max(t.wall for t in times) / n * 1e6:.2f} | {med.cpu / n * 1e6:.2f} | "
+            f"{min(t.wall for t in ts) / n * 1e6:.2f} | "
+            f"{max(t.wall for t in ts) / n * 1e6:.2f} | {med.cpu / n * 1e6:.2f} | "
             f"{_consumed(oc)} / {oc['returned']} / {_denied(oc)} | {state['after']:,} |"
         )
     spread = max(medians) / min(medians)

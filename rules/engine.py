@@ -27,7 +27,7 @@ from schemas.inputs import (
 from schemas.internal import Grant, GroupTokens
 from schemas.outputs import AccessDenied, AllocationRejected, OutputEvent
 from schemas.replay import GroupSummary
-from schemas.timestamps import from_micros, to_micros
+from schemas.timestamps import EPOCH, ONE_MICRO, from_micros, to_micros
 
 
 class PoolSnapshot(msgspec.Struct, array_like=True):
@@ -72,10 +72,22 @@ class Engine:
 
     def apply(self, event: InputEvent, out: list[OutputEvent]) -> None:
         """Apply one input event; its outputs (and those of timers it fires) go to `out`."""
-        if type(event) is SessionHeartbeat:  # most events: skip the dispatch
+        # Session events of allocated groups (nearly all events) skip the dispatch, and
+        # `to_micros` is inlined: a call is a fifth of a heartbeat's cost.
+        if type(event) is SessionHeartbeat:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.heartbeat(event, to_micros(event.ts), out)
+                pool.heartbeat(event, (event.ts - EPOCH) // ONE_MICRO, out)
+                return
+        elif type(event) is SessionStart:
+            pool = self.pools.get(event.group)
+            if pool is not None:
+                pool.start(event, (event.ts - EPOCH) // ONE_MICRO, out)
+                return
+        elif type(event) is SessionEnd:
+            pool = self.pools.get(event.group)
+            if pool is not None:
+                pool.end(event, (event.ts - EPOCH) // ONE_MICRO, out)
                 return
         self._dispatch[type(event)](event, out)  # type: ignore[operator]
 

@@ -45,11 +45,21 @@ class TimestampMerge(Generic[T]):
 
     def ready(self) -> Iterator[T]:
         """Release items while every open source has a head."""
+        queues, closed = self._queues, self._closed
         while self._waiting == 0:
-            item = self._pop()
-            if item is None:
+            # `_pop`, inlined: this loop runs once per event of a replay.
+            best = -1
+            best_ts = 0
+            for i, queue in enumerate(queues):
+                if queue and (best < 0 or queue[0][0] < best_ts):
+                    best, best_ts = i, queue[0][0]
+            if best < 0:
                 return
-            yield item[1]
+            queue = queues[best]
+            head = queue.popleft()
+            if not queue and not closed[best]:
+                self._waiting += 1
+            yield head[1]
 
     def flush(self) -> Iterator[T]:
         """Release everything buffered in merge order (end of input in a replay)."""

@@ -9,6 +9,7 @@ costs the same whatever the pool's capacity or passes in use.
 
 import heapq
 from collections import deque
+from datetime import UTC, timedelta
 
 from rules.config import Config, Durations
 from rules.ids import output_id
@@ -17,12 +18,11 @@ from rules.records import (
     PoolRecord,
     Session,
     SessionState,
-    anonymous_holder,
     user_holder,
 )
 from schemas.inputs import SessionEnd, SessionHeartbeat, SessionStart
 from schemas.outputs import AccessDenied, DenialReason, OutputEvent, PassConsumed, PassReturned
-from schemas.timestamps import from_micros
+from schemas.timestamps import Timestamp, from_micros
 
 NEVER = 1 << 62
 """An instant later than any timer."""
@@ -47,6 +47,7 @@ class Pool:
         "_expiries",
         "_horizon",
         "_lifetime",
+        "_lifetime_delta",
         "_max_devices",
         "_next_due",
         "_passes_per_token",
@@ -75,6 +76,9 @@ class Pool:
         self.group = group
         self._window = d.window
         self._lifetime = d.pass_lifetime
+        self._lifetime_delta = timedelta(microseconds=d.pass_lifetime)
+        """The lifetime as a timedelta: `returns_at` is `ts` plus it, no second
+        from_micros (a third of an output's cost)."""
         self._timeout = d.inactivity_timeout
         self._horizon = d.dedupe_horizon
         self._max_devices = config.max_devices
@@ -181,37 +185,32 @@ class Pool:
         (a session whose deadline is `w` is not open at `w`, R4), then renewals in
         window-open order. Timeouts and forgetting closed sessions emit nothing, so
         they are only drained up to the next renewal and in bulk at the end."""
-        returns, windows, expiries, purges = (
-            self._returns,
-            self._windows,
-            self._expiries,
-            self._purges,
-        )
-        while True:
-            r = returns[0][0] if returns else NEVER
-            w = windows[0][0] if windows else NEVER
+        returns, windows, expiries = self._returns, self._windows, self._expiries
+        r = returns[0][0] if returns else NEVER
+        w = windows[0][0] if windows else NEVER
+        while r <= until or w <= until:
             if r <= w:
-                if r > until:
-                    break
                 self._return(returns.popleft(), out)
             else:
-                if w > until:
-                    break
                 if expiries and expiries[0][0] <= w:
                     self._expire(w)
                 while windows and windows[0][0] == w:
                     self._renew(windows.popleft(), out)
+                w = windows[0][0] if windows else NEVER
+            r = returns[0][0] if returns else NEVER  # a renewal may have queued one
         if expiries and expiries[0][0] <= until:
             self._expire(until)
         # Forgetting closed sessions is no timer of its own: `start` checks the horizon
         # itself, so the records only need to go some time after it, here.
-        while purges and purges[0][0] <= until:
-            self._forget(purges.popleft())
-        self._next_due = min(
-            returns[0][0] if returns else NEVER,
-            windows[0][0] if windows else NEVER,
-            expiries[0][0] if expiries else NEVER,
-        )
+        purges = self._purges
+        if purges and purges[0][0] <= until:
+            self._forget(until)
+        due = r
+        if w < due:
+            due = w
+        if expiries and expiries[0][0] < due:
+            due = expiries[0][0]
+        self._next_due = due
 
     def _due(self, instant: int) -> None:
         if instant < self._next_due:
@@ -220,7 +219,15 @@ class Pool:
     # -- inputs ------------------------------------------------------------------
 
     def start(self, ev: SessionStart, ts: int, out: list[OutputEvent]) -> None:
-        t = self.at(ts, out)
+        rec = self.record
+        clock = rec.clock
+        if clock is not None and ts < clock:  # `at`, inlined
+            rec.late_events += 1
+            t = clock
+        else:
+            if ts >= self._next_due:
+                self._fire(ts, out)
+            rec.clock = t = ts
         sid = ev.session_id
         known = self.sessions.get(sid)
         if known is not None and known.state != OPEN and t >= known.closed_at + self._horizon:
@@ -230,15 +237,15 @@ class Pool:
             if known.state == OPEN and ts > known.last_activity:
                 self._activity(known, sid, t)  # a repeated start of an open session (R13)
             else:  # a closed session id inside the dedupe horizon, or a redelivery (R13)
-                self.record.ignored_events += 1
+                rec.ignored_events += 1
             return
         uid = ev.user_id
         holder: Holder | None
         if uid is None:  # anonymous: the session is the holder (R6)
-            key = anonymous_holder(sid)
+            key = "s:" + sid  # anonymous_holder, inlined
             holder = None
         else:
-            key = user_holder(uid)
+            key = "u:" + uid  # user_holder, inlined
             holder = self.holders.get(key)
             if holder is not None and len(holder.sessions) >= self._max_devices:
                 self._deny(ev.group, uid, sid, t, "too_many_sessions", False, out)  # R5
@@ -253,15 +260,17 @@ class Pool:
             if holder is not None and t < holder.window_end:  # inside the window (R1, R2)
                 self._open(sid, key, holder, uid, t)
                 return
-        if self.record.tokens == 0:
+        if rec.tokens == 0:
             self._deny(ev.group, uid, sid, t, "no_allocation", False, out)  # R11
             return
-        if self.available <= 0:
+        if rec.tokens * self._passes_per_token <= rec.in_use:  # nothing available
             self._deny(ev.group, uid, sid, t, "pool_exhausted", False, out)  # R8
             return
         if holder is None:
             holder = self.holders[key] = Holder(uid, 0, 0, [])
-        self._consume(key, holder, sid, t, "login", out)  # R1
+        # An on-time event in UTC carries the output's `ts` already: no from_micros.
+        when = ev.ts if t == ts and ev.ts.tzinfo is UTC else None
+        self._consume(key, holder, sid, t, "login", out, when)  # R1
         self._open(sid, key, holder, uid, t)
 
     def heartbeat(self, ev: SessionHeartbeat, ts: int, out: list[OutputEvent]) -> None:
@@ -298,11 +307,19 @@ class Pool:
                 self._cover(session.holder, self.holders[session.holder], t, out)
 
     def end(self, ev: SessionEnd, ts: int, out: list[OutputEvent]) -> None:
-        t = self.at(ts, out)
+        rec = self.record
+        clock = rec.clock
+        if clock is not None and ts < clock:  # `at`, inlined
+            rec.late_events += 1
+            t = clock
+        else:
+            if ts >= self._next_due:
+                self._fire(ts, out)
+            rec.clock = t = ts
         sid = ev.session_id
         session = self.sessions.get(sid)
         if session is None or session.state != OPEN:  # R4, R13
-            self.record.ignored_events += 1
+            rec.ignored_events += 1
             return
         self._close(session, sid, SessionState.ENDED, t)
 
@@ -324,27 +341,41 @@ class Pool:
         rec.open_sessions += 1
         deadline = t + self._timeout
         heapq.heappush(self._expiries, (deadline, rec.seq, sid))
-        self._due(deadline)
-        self._touch(TOUCH_SESSION, sid)
-        self._touch(TOUCH_HOLDER, key)
+        if deadline < self._next_due:
+            self._next_due = deadline
+        journal = self.journal
+        if journal is not None:
+            journal.append((TOUCH_SESSION, self.group, sid))
+            journal.append((TOUCH_HOLDER, self.group, key))
 
     def _close(self, session: Session, sid: str, state: SessionState, t: int) -> None:
         session.state = state
         session.closed_at = t
         self.record.open_sessions -= 1
         self._purges.append((t + self._horizon, sid))  # drained lazily, see _fire
-        self._touch(TOUCH_SESSION, sid)
         key = session.holder
         holder = self.holders[key]
-        holder.sessions.remove(sid)
-        if not holder.sessions and holder.window_end == 0:
+        sessions = holder.sessions
+        sessions.remove(sid)
+        if not sessions and holder.window_end == 0:
             del self.holders[key]  # covered by a UAP, nothing left to renew
             self._uncovered.discard(key)
-        self._touch(TOUCH_HOLDER, key)
+        journal = self.journal
+        if journal is not None:
+            journal.append((TOUCH_SESSION, self.group, sid))
+            journal.append((TOUCH_HOLDER, self.group, key))
 
     def _consume(
-        self, key: str, holder: Holder, sid: str, t: int, reason: str, out: list[OutputEvent]
+        self,
+        key: str,
+        holder: Holder,
+        sid: str,
+        t: int,
+        reason: str,
+        out: list[OutputEvent],
+        when: Timestamp | None = None,
     ) -> None:
+        """Consume a pass at `t` (`when` is `from_micros(t)`, if the caller has it)."""
         rec = self.record
         rec.in_use += 1
         back = t + self._lifetime
@@ -357,7 +388,7 @@ class Pool:
         end = holder.window_end = t + self._window
         holder.window_seq = rec.seq
         self._windows.append((end, rec.seq, key))
-        due = min(end, back)
+        due = end if end < back else back
         if due < self._next_due:
             self._next_due = due
         if self._uncovered:
@@ -372,16 +403,18 @@ class Pool:
         else:
             rec.consumed_renewal += 1
         capacity = rec.tokens * self._passes_per_token
+        if when is None:
+            when = from_micros(t)
         out.append(
             PassConsumed(
                 event_id=output_id("pc", self.group, key, t),
-                ts=from_micros(t),
+                ts=when,
                 group=self.group,
                 user_id=holder.user_id,
                 session_id=sid,
                 reason="login" if login else "renewal",
-                returns_at=from_micros(back),
-                available=max(0, capacity - rec.in_use),
+                returns_at=when + self._lifetime_delta,
+                available=capacity - rec.in_use if capacity > rec.in_use else 0,
                 capacity=capacity,
             )
         )
@@ -436,13 +469,14 @@ class Pool:
         rec.in_use -= count
         rec.returned += count
         self._touch(TOUCH_RETURN, instant)
+        when = from_micros(instant)
         out.append(
             PassReturned(
                 event_id=output_id("pr", self.group, instant),
-                ts=from_micros(instant),
+                ts=when,
                 group=self.group,
                 count=count,
-                consumed_at=from_micros(instant - self._lifetime),
+                consumed_at=when - self._lifetime_delta,
                 available=self.available,
                 capacity=self.capacity,
             )
@@ -454,15 +488,18 @@ class Pool:
         expiries = self._expiries
         timeout = self._timeout
         sessions = self.sessions
+        heappop, heapreplace = heapq.heappop, heapq.heapreplace
         while expiries and expiries[0][0] <= until:
-            instant, seq, sid = heapq.heappop(expiries)
+            instant, seq, sid = expiries[0]
             session = sessions.get(sid)
             if session is None or session.seq != seq or session.state != OPEN:
+                heappop(expiries)
                 continue
             deadline = session.last_activity + timeout
             if deadline > instant:
-                heapq.heappush(expiries, (deadline, seq, sid))
+                heapreplace(expiries, (deadline, seq, sid))  # one sift, not two
             else:
+                heappop(expiries)
                 self._close(session, sid, SessionState.TIMED_OUT, instant)
 
     def _renew(self, entry: tuple[int, int, str], out: list[OutputEvent]) -> None:
@@ -481,16 +518,23 @@ class Pool:
             return
         self._cover(key, holder, w, out)  # R3, R8
 
-    def _forget(self, entry: tuple[int, str]) -> None:
-        instant, sid = entry
-        session = self.sessions.get(sid)
-        if (
-            session is not None
-            and session.state != OPEN
-            and session.closed_at + self._horizon == instant
-        ):
-            del self.sessions[sid]
-            self._touch(TOUCH_SESSION, sid)
+    def _forget(self, until: int) -> None:
+        """Drop closed sessions remembered past the dedupe horizon by `until` (R13)."""
+        purges = self._purges
+        sessions = self.sessions
+        horizon = self._horizon
+        journal = self.journal
+        while purges and purges[0][0] <= until:
+            instant, sid = purges.popleft()
+            session = sessions.get(sid)
+            if (
+                session is not None
+                and session.state != OPEN
+                and session.closed_at + horizon == instant
+            ):
+                del sessions[sid]
+                if journal is not None:
+                    journal.append((TOUCH_SESSION, self.group, sid))
 
     # -- records -----------------------------------------------------------------
 

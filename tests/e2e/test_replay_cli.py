@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from rules import Engine
+from schemas import to_micros
 from stream_app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +70,7 @@ def test_malformed_lines_are_reported_with_line_numbers_and_skipped(
     lines.insert(3, "{not json")
     lines.insert(5, json.dumps({"topic": "session-start", "value": {"event_id": "x"}}))
     lines.insert(7, json.dumps({"topic": "nope", "value": {}}))
+    lines.insert(9, '{"topic": "session-start", "value": ' + "[" * 100_000 + "]" * 100_000 + "}")
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(lines) + "\n")
     code, outputs, _ = run_replay(tmp_path, bad, "--until", day(54))
@@ -76,6 +79,7 @@ def test_malformed_lines_are_reported_with_line_numbers_and_skipped(
     assert f"{bad}:4: skipped: not a replay record" in err
     assert f"{bad}:6: skipped: invalid session-start value" in err
     assert f"{bad}:8: skipped: unknown topic 'nope'" in err
+    assert f"{bad}:10: skipped: " in err  # nested deeper than any stack: no crash
     # every good event around them is still applied
     assert sum(o["topic"] == "pass-consumed" for o in outputs) == 4
     assert main(["replay", str(bad), "--out", str(tmp_path / "o"), "--strict"]) == 1
@@ -129,3 +133,41 @@ def test_estimate_cli_seed_example_is_50_tokens(capsys: pytest.CaptureFixture[st
     assert json.loads(capsys.readouterr().out)["tokens"] == 50
     assert main(["estimate", "--people", "2", "--passes", "12", "--buffer", "0"]) == 0
     assert "user access passes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 1 << 20])
+def test_chunked_reading_gives_the_line_by_line_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """The file is decoded a chunk of lines at a time. Whatever the chunk size (a byte,
+    a few lines, the whole file), every good line is applied once in merge order, blank
+    lines are skipped, and each malformed line is reported with its own line number,
+    also when it sits at a chunk boundary or ends the file without a newline."""
+    from stream_app import replay
+
+    lines = SEED.read_text().splitlines()
+    lines.insert(3, "{not json")
+    lines.insert(4, "")
+    lines.insert(5, "   ")
+    lines.insert(6, json.dumps({"topic": "session-start", "value": {"event_id": "x"}}))
+    lines.insert(9, json.dumps({"topic": "nope", "value": {}}))
+    lines.insert(10, '{"topic": "allocations", "value": {}} {"topic": "x", "value": 1}')
+    lines.append("{truncated")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\r\n".join(lines[:8]) + "\n" + "\n".join(lines[8:]))  # no final newline
+    monkeypatch.setattr(replay, "CHUNK", chunk)
+    engine = Engine()
+    emitted: list[bytes] = []
+    report = replay.replay(str(bad), engine, emitted.append, until=to_micros(DAY0 + timedelta(54)))
+    assert [(n, reason.split(":")[0]) for n, reason in report.errors] == [
+        (4, "not a replay record"),
+        (7, "invalid session-start value"),
+        (10, "unknown topic 'nope'"),
+        (11, "not a replay record"),
+        (len(lines), "not a replay record"),
+    ]
+    assert report.lines == len(lines) - 2  # the blank ones
+    assert report.applied == 27
+    expected = tmp_path / "expected.jsonl"
+    assert main(["replay", str(SEED), "--out", str(expected), "--until", day(54)]) == 0
+    assert b"".join(line + b"\n" for line in emitted) == expected.read_bytes()
