@@ -59,6 +59,12 @@ log = logging.getLogger("tokenpool.worker")
 
 CHECKPOINT_EVERY = 2000
 """Applied inputs per checkpoint at most (one producer flush each)."""
+CHECKPOINT_UPDATES = 2500
+"""Record updates per checkpoint at most: its commit record carries every one of them
+(about 150 bytes each), and must stay well inside a broker's message size limit."""
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+"""Changelog record size the producer and the state topic accept: room for the commit
+record of one input that fires thousands of timers at once (a tick after downtime)."""
 CHECKPOINT_LINGER = 0.05
 """Seconds an applied input may wait for its checkpoint."""
 LEDGER_MARK_MARGIN = 0.6
@@ -187,6 +193,7 @@ class Worker:
             broker_heartbeat_interval=max(0.5, cfg.session_timeout.total_seconds() / 6),
             processing_guarantee=cfg.guarantee,
             producer_linger=0.005,
+            producer_max_request_size=MAX_RECORD_BYTES,
             stream_buffer_maxsize=16384,
             stream_wait_empty=False,  # the merge holds unacked inputs across rebalances
             broker_max_poll_records=2000,
@@ -229,6 +236,7 @@ class Worker:
         self.state = app.tables.add(PartitionedTable(
             app, name="state", default=None, partitions=cfg.partitions,
             key_type=bytes, value_type=bytes,
+            extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
             help="Pool, session, holder and return records, keyed by partition.",
         ))
         self.ledger_table = app.tables.add(PartitionedTable(
@@ -340,6 +348,7 @@ class Worker:
                 if (
                     now - first >= CHECKPOINT_LINGER
                     or task.pending_inputs() >= CHECKPOINT_EVERY
+                    or task.pending_updates() >= CHECKPOINT_UPDATES
                     or (msg.topic == self.ticks_name and not pending)
                 ):
                     await self._checkpoint(task, stream)

@@ -295,6 +295,10 @@ class PartitionTask:
         """Inputs applied (or skipped) since the last checkpoint."""
         return len(self._pending.acks)
 
+    def pending_updates(self) -> int:
+        """Records the next checkpoint writes, at most: its commit record holds them all."""
+        return len(self._journal) + len(self._pending.groups)
+
     def has_pending(self) -> bool:
         p = self._pending
         return bool(p.acks or p.outputs or self._journal)

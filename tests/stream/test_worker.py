@@ -224,3 +224,42 @@ def test_bad_input_is_dead_lettered_with_a_reason_and_good_input_still_applies(
         assert events == 6
     finally:
         worker.stop()
+
+
+def test_one_event_that_closes_thousands_of_sessions_is_checkpointed_whole(
+    stream_config, tmp_path: Path
+) -> None:
+    """5 000 logins with long ids at one instant, then one event two hours later: that
+    event times out every session and ends every window (R4), so its checkpoint updates
+    10 000 records, a commit record of megabytes, over a broker's default 1 MB limit.
+    The worker must not stop on it (SPEC §6)."""
+    config = stream_config(mode="replay")
+    setup(config)
+    ts = "2026-11-02T09:00:00Z"
+    pad = "x" * 200  # ids may be 256 characters long
+    records = [
+        {"topic": "allocations", "value": {"kind": "licence", "event_id": "l", "ts": ts,
+                                           "total_tokens": 1_000}},
+        {"topic": "allocations", "value": {"kind": "login_group", "event_id": "g", "ts": ts,
+                                           "group": "big", "tokens": 1_000}},
+    ] + [
+        {"topic": "session-start", "value": {
+            "event_id": f"s{i}", "ts": ts, "group": "big",
+            "session_id": f"{pad}-s{i}", "user_id": f"{pad}-u{i}"}}
+        for i in range(5000)
+    ] + [
+        {"topic": "session-start", "value": {
+            "event_id": "late", "ts": "2026-11-02T11:00:00Z", "group": "big",
+            "session_id": "after", "user_id": "someone-else"}},
+    ]
+    expected, state = replay_reference(records, tmp_path)
+    produce(config, records)
+    worker = WorkerProcess(config, tmp_path).start(config.partitions)
+    try:
+        got = collect(config, set(expected))
+        assert_matches_replay(got, expected, worker.log_tail())
+        assert wait_for_state(worker, state) == state
+        assert state["big"]["open_sessions"] == 1
+        assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+    finally:
+        worker.stop()
