@@ -91,10 +91,10 @@ def owner_of_allocations(workers: list[WorkerProcess]) -> WorkerProcess:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known bug: after the ledger's owner is killed, the survivor sometimes skips "
-    "a run of allocations in the middle of the ones produced during the takeover (seen "
-    "as decided p0-20, then p0-29 onwards: skipped as `offset <= last`), so they are never "
-    "decided; over-allocation has not been seen. Under investigation, see RELIABILITY.md",
+    reason="known bug: after the ledger's owner is killed, the survivor's ledger agent "
+    "sometimes never receives a run of allocations: right after recovery's seek to "
+    "committed offsets its stream jumped from p6-20 to p7-28, and the records between "
+    "were never decided. Over-allocation has not been seen. See RELIABILITY.md",
 )
 def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
     stream_config, tmp_path: Path
