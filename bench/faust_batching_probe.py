@@ -73,11 +73,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.stream_bench import (
-    FAUST_SETTINGS,
     PARTITIONS,
     SESSION_TIMEOUT,
     cpu_seconds,
     drain,
+    faust_app,
     machine_busy_seconds,
     machine_line,
 )
@@ -152,18 +152,7 @@ def faust_child(spec: dict[str, Any]) -> int:
 
     kind = spec["kind"]
     size, within = spec["batch"], spec["within"]
-    app = faust.App(
-        spec["app_id"],
-        broker=f"kafka://{spec['broker']}",
-        topic_partitions=PARTITIONS,
-        topic_replication_factor=1,
-        web_host="127.0.0.1",
-        web_port=spec["web_port"],
-        datadir=spec["data_dir"],
-        broker_session_timeout=SESSION_TIMEOUT,
-        broker_heartbeat_interval=max(0.5, SESSION_TIMEOUT / 6),
-        **{**FAUST_SETTINGS, **spec.get("settings", {})},
-    )
+    app = faust_app(spec, **spec.get("settings", {}))
     raw = {"key_type": bytes, "value_type": bytes,
            "key_serializer": "raw", "value_serializer": "raw"}
     sink_name = spec["sink"]

@@ -520,11 +520,11 @@ async def run_worker(run: Run) -> Result:
     })
 
 
-def forward_app_main(spec: dict[str, Any]) -> int:
-    """(b), in the subprocess: a Faust agent that forwards records unchanged."""
+def faust_app(spec: dict[str, Any], **settings: Any) -> Any:
+    """A Faust app with the worker's settings (`FAUST_SETTINGS`), `settings` on top."""
     import faust
 
-    app = faust.App(
+    return faust.App(
         spec["app_id"],
         broker=f"kafka://{spec['broker']}",
         topic_partitions=PARTITIONS,
@@ -534,8 +534,15 @@ def forward_app_main(spec: dict[str, Any]) -> int:
         datadir=spec["data_dir"],
         broker_session_timeout=SESSION_TIMEOUT,
         broker_heartbeat_interval=max(0.5, SESSION_TIMEOUT / 6),
-        **FAUST_SETTINGS,
+        **{**FAUST_SETTINGS, **settings},
     )
+
+
+def forward_app_main(spec: dict[str, Any]) -> int:
+    """(b), in the subprocess: a Faust agent that forwards records unchanged."""
+    import faust
+
+    app = faust_app(spec)
     raw = {"key_type": bytes, "value_type": bytes,
            "key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(*spec["sources"], **raw)
