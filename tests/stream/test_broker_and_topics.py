@@ -5,6 +5,8 @@ import argparse
 import asyncio
 import json
 import os
+import socket
+import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +30,6 @@ from stream_app.broker import (
     TANSU_ENV_VARS,
     EmbeddedBroker,
     TopicCreationError,
-    _probe_metadata,
     client_kwargs,
     create_topics,
     feedback_topic,
@@ -123,18 +124,49 @@ def test_broker_losing_the_port_race_is_not_fooled_by_the_winner(
         assert first.running
 
 
+def _api_versions_request(correlation_id: int) -> bytes:
+    """A Kafka ApiVersions v0 request, framed: the smallest request every broker answers."""
+    client_id = b"pause-probe"
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    return struct.pack(">i", len(body)) + body
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One framed response: its correlation id and the rest."""
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            data += chunk
+        return data
+    (size,) = struct.unpack(">i", exactly(4))
+    payload = exactly(size)
+    (correlation_id,) = struct.unpack(">i", payload[:4])
+    return correlation_id, payload[4:]
+
+
 @pytest.mark.broker
-async def test_pause_freezes_the_broker_and_resume_thaws_it() -> None:
+def test_pause_freezes_the_broker_and_resume_thaws_it() -> None:
+    """A request sent to a paused broker gets no answer; on resume the same request,
+    on the same connection, is answered. A raw socket, so no client library's retry or
+    cancellation handling can blur the result."""
     embedded = EmbeddedBroker().start()
     try:
         pid = embedded.pid
         assert pid is not None
-        embedded.pause()
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(_probe_metadata(embedded.bootstrap), 1.0)
-        embedded.resume()
-        cluster = await asyncio.wait_for(_probe_metadata(embedded.bootstrap), 5.0)
-        assert cluster["brokers"][0]["port"] == embedded.port
+        with socket.create_connection((embedded.host, embedded.port), timeout=5) as sock:
+            sock.sendall(_api_versions_request(1))
+            assert _read_response(sock)[0] == 1  # answered while running
+            embedded.pause()
+            sock.sendall(_api_versions_request(2))
+            sock.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                sock.recv(1, socket.MSG_PEEK)
+            embedded.resume()
+            sock.settimeout(10.0)
+            assert _read_response(sock)[0] == 2
         embedded.pause()  # stop() must also end a frozen broker
     finally:
         embedded.stop(timeout=3)
