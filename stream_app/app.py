@@ -43,8 +43,9 @@ from schemas.internal import (
     LedgerMark,
     Tick,
 )
-from stream_app.broker import feedback_topic, grants_topic, ticks_topic
+from stream_app.broker import client_kwargs, feedback_topic, grants_topic, ticks_topic
 from stream_app.config import StreamConfig
+from stream_app.input_rewind import InputRewinder
 from stream_app.partition_task import (
     ENDS,
     GRANTS,
@@ -67,6 +68,9 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024
 record of one input that fires thousands of timers at once (a tick after downtime)."""
 CHECKPOINT_LINGER = 0.05
 """Seconds an applied input may wait for its checkpoint."""
+CATCH_UP_IDLE = 5.0
+"""Seconds an agent must have received nothing before inputs that do not arrive are
+read again from the state's offsets."""
 LEDGER_MARK_MARGIN = 0.6
 """Seconds a ledger mark must postdate a wait for grants: a highwater is only as fresh
 as the fetch that brought it."""
@@ -84,6 +88,14 @@ LEDGER_KEY = record_key(0, "W", "", "")
 BAD_RECORD = (msgspec.DecodeError, RecursionError, TypeError, ValueError)
 """What decoding a hostile record can raise: invalid JSON or shape, nesting deeper than
 the stack, a null value (tombstone). Each is dead-lettered, never raised."""
+
+
+def _not_a_mark(value: bytes | None) -> bool:
+    """A grants record the pools must apply (or dead-letter): not a ledger mark."""
+    try:
+        return not isinstance(_grant_decoder.decode(value or b""), LedgerMark)
+    except BAD_RECORD:
+        return True
 
 
 class PartitionedTable(faust.Table):  # type: ignore[misc]
@@ -151,6 +163,14 @@ class Worker:
         """Partition → when its merge started waiting for grants."""
         self._ledger_seen = -1
         """Offset of the last allocation whose decision is flushed (this worker)."""
+        self._last_catch_up = 0.0
+        self._pools_input_at = 0.0
+        self._ledger_input_at = 0.0
+        """When (monotonic) the agents last received an input (ticks and ledger marks,
+        which never stop, left out)."""
+        self._pools_busy = False
+        self._ledger_busy = False
+        """An agent is handling an input (it may wait on the broker for long)."""
         self._last_mark = 0.0
         self._idle_since: dict[tuple[int, int], float] = {}
         """(partition, source) → when it was last seen empty with nothing to fetch."""
@@ -162,6 +182,11 @@ class Worker:
         self._event_counts: dict[str, Any] = {}
         self.counters: Any = None  # set by web.install
         self.app = self._build()
+        self.rewinder = InputRewinder(
+            self.app, client_kwargs(config),
+            read_committed=config.guarantee == "exactly_once",
+            relevant={grants_topic(config): _not_a_mark},
+        )
         from stream_app import web
 
         self.registry = web.install(self)
@@ -270,6 +295,9 @@ class Worker:
         for tp in actives:
             if tp.topic == self.ticks_name:
                 await self.ticks.send(key=b"tick", value=tick, partition=tp.partition)
+        if now - self._last_catch_up >= 1.0:
+            self._last_catch_up = now
+            await self._catch_up(actives)
         allocations = TP(self.config.topics.allocations, 0)
         if allocations in actives and now - self._last_mark >= 0.25 and self._ledger_idle(
             allocations
@@ -292,6 +320,29 @@ class Worker:
         decided = decided_offset(done) if done is not None else -1
         return max(decided, self._ledger_seen) >= highwater - 1
 
+    async def _catch_up(self, actives: set[TP]) -> None:
+        """Inputs past the applied offsets that do not arrive (see `InputRewinder`).
+        Only while no input arrives at all: in a backfill, records fetched long ago
+        may still wait their turn."""
+        if self.app.rebalancing:
+            return  # tables may still be recovering
+        now = time.monotonic()
+        ledger_idle = not self._ledger_busy and now - self._ledger_input_at > CATCH_UP_IDLE
+        pools_idle = not self._pools_busy and now - self._pools_input_at > CATCH_UP_IDLE
+        for tp in actives:
+            if tp.topic == self.config.topics.allocations:
+                if not ledger_idle:
+                    continue
+                writer = self._load_ledger()
+                await self.rewinder.catch_up(tp, max(writer.state.offset, self._ledger_seen))
+            elif (
+                pools_idle and (source := self.rank.get(tp.topic)) is not None
+                and self._owns(tp)
+            ):
+                task = self._task(tp.partition)
+                seen = self._seen.get((tp.partition, source), -1)
+                await self.rewinder.catch_up(tp, max(task.applied.get(source, -1), seen))
+
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
         if self._assigned is not None:
             self._assigned -= set(revoked)
@@ -299,7 +350,10 @@ class Worker:
             # Another worker decides from now on; if this one gets the ledger back,
             # it must reload what that one wrote, not go on from its own old copy.
             self.ledger = None
+            self._ledger_seen = -1
+        self.rewinder.forget(revoked)
         for tp in revoked:
+            self._seen.pop((tp.partition, self.rank.get(tp.topic, -1)), None)
             if self.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
 
@@ -320,44 +374,59 @@ class Worker:
 
     async def _pools_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            msg = event.message
-            partition = msg.partition
-            if not self._owns(msg.tp):
-                # In flight from before a rebalance: the partition's new owner reads it
-                # again from the committed offset; writing here would race its state.
-                continue
-            task = self._task(partition)
-            now = time.time()
-            if msg.topic == self.ticks_name:
-                try:
-                    tick = _tick_decoder.decode(msg.value)
-                except BAD_RECORD as exc:
-                    await self._dead_letter(msg, "invalid", str(exc))
-                    task.ack_only(event)
-                    continue
-                if tick.advance:
-                    task.tick(to_micros(tick.ts), event)
-                else:
-                    task.ack_only(event)
-                self._maybe_flush_merge(task, now)
+            self._pools_busy = True
+            await self._pools_event(event, stream)
+            self._pools_busy = False
+
+    async def _pools_event(self, event: Any, stream: Any) -> None:
+        msg = event.message
+        partition = msg.partition
+        if not self._owns(msg.tp):
+            # In flight from before a rebalance: the partition's new owner reads it
+            # again from the committed offset; writing here would race its state.
+            return
+        task = self._task(partition)
+        now = time.time()
+        if msg.topic == self.ticks_name:
+            try:
+                tick = _tick_decoder.decode(msg.value)
+            except BAD_RECORD as exc:
+                await self._dead_letter(msg, "invalid", str(exc))
+                task.ack_only(event)
+                return
+            if tick.advance:
+                task.tick(to_micros(tick.ts), event)
             else:
-                await self._offer(task, event, now)
-            if task.has_pending():
-                first = self._first_pending.setdefault(partition, now)
-                pending = task.waiting()
-                if (
-                    now - first >= CHECKPOINT_LINGER
-                    or task.pending_inputs() >= CHECKPOINT_EVERY
-                    or task.pending_updates() >= CHECKPOINT_UPDATES
-                    or (msg.topic == self.ticks_name and not pending)
-                ):
-                    await self._checkpoint(task, stream)
-                    self._first_pending.pop(partition, None)
+                task.ack_only(event)
+            self._maybe_flush_merge(task, now)
+        else:
+            await self._offer(task, event, now)
+        if task.has_pending():
+            first = self._first_pending.setdefault(partition, now)
+            pending = task.waiting()
+            if (
+                now - first >= CHECKPOINT_LINGER
+                or task.pending_inputs() >= CHECKPOINT_EVERY
+                or task.pending_updates() >= CHECKPOINT_UPDATES
+                or (msg.topic == self.ticks_name and not pending)
+            ):
+                await self._checkpoint(task, stream)
+                self._first_pending.pop(partition, None)
 
     async def _offer(self, task: PartitionTask, event: Any, now: float) -> None:
         msg = event.message
         source = self.rank[msg.topic]
-        self._seen[(task.partition, source)] = msg.offset
+        key = (task.partition, source)
+        last = self._seen.get(key)
+        if last is None:
+            last = task.applied.get(source, -1)
+        elif msg.offset <= last:
+            return  # received already (read again after a rewind): that copy is in hand
+        if msg.offset > last + 1 and await self.rewinder.skip(msg.tp, last, msg.offset):
+            return  # not applied, not acknowledged: it comes again after those before it
+        self._seen[key] = msg.offset
+        if source != GRANTS:
+            self._pools_input_at = time.monotonic()
         if task.is_applied(source, msg.offset):
             task.ack_only(event, source)  # re-delivered after a crash: already in the state
             return
@@ -374,6 +443,8 @@ class Worker:
             task.ack_only(event, source)
             self._maybe_flush_merge(task, now)
             return
+        if source == GRANTS:
+            self._pools_input_at = time.monotonic()
         if source != GRANTS and self._too_far_ahead(value.ts, now):
             await self._dead_letter(
                 msg, "future_timestamp",
@@ -511,14 +582,17 @@ class Worker:
         decode = input_decoder(Topic.ALLOCATIONS).decode
         allocations = TP(self.config.topics.allocations, 0)
         async for events in stream.take_events(500, within=0.05):
+            self._ledger_input_at = time.monotonic()
             if not self._owns(allocations):
                 # Feedback assigned here without the allocations partition (or events
                 # in flight from before a rebalance): the owner alone writes the ledger.
                 log.warning("ledger: %d events without the allocations partition, skipped",
                             len(events))
                 continue
+            self._ledger_busy = True
             writer = self._load_ledger()
             last = writer.state.offset
+            rewinding = False
             for event in events:
                 msg = event.message
                 if msg.topic == self.feedback_name:
@@ -535,6 +609,11 @@ class Worker:
                     continue
                 if msg.offset <= last:
                     continue  # decided before a crash: the grants went out then
+                if rewinding:
+                    continue  # read again after the rewind, in order
+                if await self.rewinder.skip(allocations, last, msg.offset):
+                    rewinding = True
+                    continue
                 last = msg.offset
                 self._count_event(msg.topic)
                 try:
@@ -572,6 +651,7 @@ class Worker:
             self._ledger_seen = max(self._ledger_seen, last)
             self.ledger_table[LEDGER_KEY] = writer.to_bytes()
             await self.ledger_table.delivered()  # before the batch's offsets commit
+            self._ledger_busy = False
 
     def _partition_of(self, group: str) -> int:
         """The partition a murmur2 producer (Kafka's default) puts the group's key on."""

@@ -5,11 +5,13 @@ Also how to run `kcat` against Tansu (see `kcat_env`).
 
 import asyncio
 import importlib.util
+import json
 import logging
 import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
+from stream_app.broker import grants_topic
 from stream_app.config import StreamConfig
 
 log = logging.getLogger(__name__)
@@ -194,3 +197,27 @@ def kcat(args: list[str], env: dict[str, str], *, stdin: str | None = None,
     if result.returncode != 0:
         pytest.fail(f"kcat {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result.stdout
+
+
+async def decisions(config: StreamConfig, changes: set[str]) -> tuple[set[str], set[str]]:
+    """Event ids granted (grants topic) and rejected, read until every one of
+    `changes` is one or the other (the grants topic never idles: ledger marks)."""
+    consumer = AIOKafkaConsumer(grants_topic(config), config.topics.allocation_rejected,
+                                bootstrap_servers=config.broker, group_id=None,
+                                auto_offset_reset="earliest")
+    granted: set[str] = set()
+    rejected: set[str] = set()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not changes <= granted | rejected and time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                for m in messages:
+                    value = json.loads(m.value)
+                    if tp.topic == config.topics.allocation_rejected:
+                        rejected.add(value["request"]["event_id"])
+                    elif value.get("kind") == "group_tokens":
+                        granted.add(value["event_id"])
+    finally:
+        await consumer.stop()
+    return granted, rejected

@@ -9,12 +9,11 @@ import random
 import time
 from pathlib import Path
 
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from kafka_helpers import consume_all
+from aiokafka import AIOKafkaProducer
+from kafka_helpers import consume_all, decisions
 from worker_process import WorkerProcess
 
-from stream_app.broker import create_topics, grants_topic
+from stream_app.broker import create_topics
 from stream_app.config import StreamConfig
 
 SEED = 20261131
@@ -55,30 +54,6 @@ async def produce_concurrently(config: StreamConfig, batches: list[list[dict]]) 
     await asyncio.gather(*(one(b) for b in batches))
 
 
-async def decisions(config: StreamConfig, changes: set[str]) -> tuple[set[str], set[str]]:
-    """Event ids granted (grants topic) and rejected, read until every one of
-    `changes` is one or the other (the grants topic never idles: ledger marks)."""
-    consumer = AIOKafkaConsumer(grants_topic(config), config.topics.allocation_rejected,
-                                bootstrap_servers=config.broker, group_id=None,
-                                auto_offset_reset="earliest")
-    granted: set[str] = set()
-    rejected: set[str] = set()
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not changes <= granted | rejected and time.monotonic() < deadline:
-            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
-                for m in messages:
-                    value = json.loads(m.value)
-                    if tp.topic == config.topics.allocation_rejected:
-                        rejected.add(value["request"]["event_id"])
-                    elif value.get("kind") == "group_tokens":
-                        granted.add(value["event_id"])
-    finally:
-        await consumer.stop()
-    return granted, rejected
-
-
 def owner_of_allocations(workers: list[WorkerProcess]) -> WorkerProcess:
     """The worker whose log shows the latest allocation decision."""
     def latest(w: WorkerProcess) -> str:
@@ -89,13 +64,6 @@ def owner_of_allocations(workers: list[WorkerProcess]) -> WorkerProcess:
     return owner
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: after the ledger's owner is killed, the survivor's ledger agent "
-    "sometimes never receives a run of allocations: right after recovery's seek to "
-    "committed offsets its stream jumped from p6-20 to p7-28, and the records between "
-    "were never decided. Over-allocation has not been seen. See RELIABILITY.md",
-)
 def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
     stream_config, tmp_path: Path
 ) -> None:
