@@ -7,7 +7,8 @@ Runs, one after the other, each with its baseline measured in the same run:
 2. replay: `tokenpool replay` of a 1 000 000-event file end to end (`bench.replay_bench`);
 3. memory, changelog bytes per event and recovery time (`bench.state_bench`);
 4. stream: the worker on the embedded broker beside Faust and aiokafka
-   (`bench.stream_bench`, as it is), unless `--skip-stream`.
+   (`bench.stream_bench`, as it is), and the same traffic through 1 and 2 workers
+   (`bench.scaling_bench`), unless `--skip-stream`.
 
 and writes `bench/results.md`: the machine, the versions, a table of every goal and
 its figure, then each benchmark's own tables. `--quick` is a smaller run for checking
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import engine_bench, replay_bench, state_bench, stream_bench
+from bench import engine_bench, replay_bench, scaling_bench, state_bench, stream_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.redirect_stdout(quiet):
                 stream_bench.main(["--runs", str(min(args.runs, 3)), "--out", str(out)])
             part5 = _demote(out.read_text(encoding="utf-8"))
+            scaling = Path(d) / "scaling.md"
+            with contextlib.redirect_stdout(quiet):
+                scaling_bench.main(["--runs", str(min(args.runs, 3)), "--events", "100000",
+                                    "--out", str(scaling)])
+            part5 += ["", *_demote(scaling.read_text(encoding="utf-8"))]
         print("\n".join(part5), flush=True)
 
     def verdict(ok: bool) -> str:

@@ -452,6 +452,31 @@ def worker_args(config: StreamConfig, tmp: Path) -> list[str]:
     ]
 
 
+async def all_applied_at(cfg: StreamConfig, session_ends: dict[TopicPartition, int],
+                         timeout: float) -> float:
+    """Wall time of the last partition's first commit record covering every session
+    input (the changelog's own timestamps: no commit-interval delay)."""
+    want: dict[int, dict[int, int]] = {p: {} for p in range(cfg.partitions)}
+    source = {cfg.topics.session_start: STARTS, cfg.topics.session_heartbeat: HEARTBEATS,
+              cfg.topics.session_end: ENDS}
+    for tp, end in session_ends.items():
+        want[tp.partition][source[tp.topic]] = end - 1
+    keys = {record_key(p, "C", "", ""): p for p in want}
+    covered: dict[int, float] = {}
+    changelog = await drain(cfg.broker, [f"{cfg.app_id}-state-changelog"], timeout)
+    for m in sorted(changelog, key=lambda m: (m.partition, m.offset)):
+        p = keys.get(m.key)
+        if p is None or p in covered or m.value is None:
+            continue
+        offsets = _commit.decode(m.value).offsets
+        if all(offsets.get(s, -1) >= last for s, last in want[p].items()):
+            covered[p] = m.timestamp / 1000
+    if len(covered) < len(want):
+        raise RuntimeError(f"changelog of {cfg.app_id} lacks a final commit for partitions "
+                           f"{sorted(set(want) - set(covered))}")
+    return max(covered.values())
+
+
 async def run_worker(run: Run) -> Result:
     """(w): the tokenpool worker until its changelog shows every input applied."""
     cfg = run.config
@@ -471,26 +496,7 @@ async def run_worker(run: Run) -> Result:
     if first is None:
         raise RuntimeError(f"no 'partition loaded' line in {log_path}")
 
-    # Done: the first commit record per partition covering every session input.
-    want: dict[int, dict[int, int]] = {p: {} for p in range(cfg.partitions)}
-    source = {cfg.topics.session_start: STARTS, cfg.topics.session_heartbeat: HEARTBEATS,
-              cfg.topics.session_end: ENDS}
-    for tp, end in run.session_ends.items():
-        want[tp.partition][source[tp.topic]] = end - 1
-    keys = {record_key(p, "C", "", ""): p for p in want}
-    covered: dict[int, float] = {}
-    changelog = await drain(cfg.broker, [f"{cfg.app_id}-state-changelog"], run.timeout)
-    for m in sorted(changelog, key=lambda m: (m.partition, m.offset)):
-        p = keys.get(m.key)
-        if p is None or p in covered or m.value is None:
-            continue
-        offsets = _commit.decode(m.value).offsets
-        if all(offsets.get(s, -1) >= last for s, last in want[p].items()):
-            covered[p] = m.timestamp / 1000
-    if len(covered) < len(want):
-        raise RuntimeError(f"changelog of {cfg.app_id} lacks a final commit for partitions "
-                           f"{sorted(set(want) - set(covered))}")
-    done = max(covered.values())
+    done = await all_applied_at(cfg, run.session_ends, run.timeout)
 
     # Outputs against the replay reference.
     t = cfg.topics
