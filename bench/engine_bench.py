@@ -255,6 +255,10 @@ def pool_prefill(group: str, capacity: int, m0: int) -> list[InputEvent]:
         instants.append(first + x if first + x < gap_start else gap_end + x - (gap_start - first))
     for i, t in enumerate(instants):
         events.append(_ev(SessionStart, t, group, f"fill-{i}", None))
+    # An end of no session just before the mix moves the group's clock there, so the
+    # timeouts and window ends of the last fills (as many as the pool is large) fire in
+    # the pre-fill, not at the mix's first event.
+    events.append(_ev(SessionEnd, m0 - MINUTE, group, "prefill-clock", None, reason="logout"))
     return events
 
 
