@@ -11,9 +11,9 @@ of the log, in fetches of thousands of records, and applied batch by batch: to a
 `MemoryStore` as they are, otherwise through the table's `apply_changelog_batch`
 (events decoded by the changelog topic, as Faust does). Each applied batch advances
 Faust's offset for its partition, so Faust then finds nothing left to read, or reads
-on from where this stopped: a rebalance (Faust cancels the step), a request timeout
-or a broker error leaves a table that holds exactly the records up to its recorded
-offset, never a gap.
+on from where this stopped: a rebalance (Faust cancels the step), the end of its
+time budget or a broker error leaves a table that holds exactly the records up to
+its recorded offset, never a gap.
 
 Standby partitions are left to Faust; the changelog stays the only source of state.
 """
@@ -37,14 +37,22 @@ log = logging.getLogger("tokenpool.restore")
 
 FETCH_RECORDS = 20_000
 """Records applied per table and batch at most."""
-PARTITION_FETCH_BYTES = 8 * 1024 * 1024
+PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 """Bytes per partition and fetch (a larger single record still comes whole)."""
+FETCH_BYTES = 16 * 1024 * 1024
+"""Bytes per fetch response: what the read holds at once stays bounded."""
 FETCH_WAIT_MS = 50
 """How long the broker may hold a fetch that finds nothing (an empty partition)."""
 
 
 class BulkRecovery(Recovery):
     """Faust's table recovery, its active changelog partitions read in bulk first."""
+
+    read_budget: float | None = None
+    """Seconds the bulk read may go on; None: half of `broker_request_timeout`. Faust
+    runs each step of its recovery with that timeout, and a step that overruns it
+    ends its recovery service for good (`wait_first` reports a timeout as a stop), so
+    the read ends in time and leaves the rest of the changelog to Faust."""
 
     async def _build_offsets(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
@@ -68,13 +76,18 @@ class BulkRecovery(Recovery):
             enable_auto_commit=False,
             max_poll_records=FETCH_RECORDS,
             max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
-            fetch_max_bytes=len(tps) * PARTITION_FETCH_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
             fetch_max_wait_ms=FETCH_WAIT_MS,
             request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
             check_crcs=conf.broker_check_crcs,
             isolation_level="read_committed" if read_committed else "read_uncommitted",
             **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
         )
+        loop = asyncio.get_running_loop()
+        budget = self.read_budget
+        if budget is None:
+            budget = conf.broker_request_timeout / 2
+        deadline = loop.time() + budget
         await reader.start()
         applied = 0
         try:
@@ -105,6 +118,10 @@ class BulkRecovery(Recovery):
                         highwaters = self.active_highwaters
                         if highwaters.get(tp) is None or highwaters[tp] < position - 1:
                             highwaters[tp] = position - 1
+                if pending and loop.time() > deadline:
+                    log.warning("changelog bulk read out of time after %.0f s, the rest is "
+                                "read record by record partitions=%d", budget, len(pending))
+                    break
                 await asyncio.sleep(0)
         finally:
             log.info("changelog read in bulk records=%d partitions=%d", applied, len(tps))

@@ -3,8 +3,11 @@
 import asyncio
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
@@ -96,3 +99,56 @@ def test_restart_restores_the_whole_changelog_in_bulk(stream_config, tmp_path: P
         assert "Restoring state from changelog topics" not in log, second.log_tail()
     finally:
         second.stop()
+
+
+def test_a_bulk_read_cut_short_leaves_the_table_at_its_recorded_offsets(
+    stream_config,
+) -> None:
+    """With no time left after its first fetch, the bulk read stops there: each
+    partition's table holds exactly the records up to the offset given to Faust, which
+    reads on from it."""
+    config = stream_config(mode="replay")
+    worker = Worker(config)
+    recovery = worker.app.tables.recovery
+    assert isinstance(recovery, restore.BulkRecovery)
+    topic = f"{config.app_id}-state-changelog"
+    records = [(r.partition, r.key, r.value) for r in _changelog(30_000, seed=11)]
+
+    tps = {TP(topic, p) for p in range(4)}
+    for tp in tps:
+        recovery.tp_to_table[tp] = worker.state
+    offsets: Counter[TP] = Counter(dict.fromkeys(tps, -1))  # Faust's: nothing applied
+
+    async def run(budget: float) -> None:
+        recovery.read_budget = budget
+        await recovery._read_ahead(tps, offsets)
+
+    async def produce_all() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=config.broker)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 4, 1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=config.broker, linger_ms=5)
+        await producer.start()
+        try:
+            sent = [await producer.send(topic, v, key=k, partition=p) for p, k, v in records]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_all())
+    asyncio.run(run(budget=0.0))
+    expected: dict[bytes, bytes | None] = {}
+    seen = [0] * 4
+    for partition, key, value in records:
+        if seen[partition] <= offsets[TP(topic, partition)]:
+            expected[key] = value
+        seen[partition] += 1
+    assert 0 < sum(o + 1 for o in offsets.values()) < len(records)  # cut short
+    assert worker.state.data.data == {k: v for k, v in expected.items() if v is not None}
+    asyncio.run(run(budget=60.0))  # the rest, from the offsets reached
+    assert [offsets[TP(topic, p)] + 1 for p in range(4)] == seen
+    final = {k: v for _, k, v in records}
+    assert worker.state.data.data == {k: v for k, v in final.items() if v is not None}
