@@ -23,6 +23,7 @@ from typing import Any
 import faust
 import msgspec
 from aiokafka.partitioner import DefaultPartitioner
+from faust.stores import memory
 from faust.types import TP
 
 from rules import Config
@@ -43,6 +44,7 @@ from schemas.internal import (
     LedgerMark,
     Tick,
 )
+from stream_app import restore
 from stream_app.broker import client_kwargs, feedback_topic, grants_topic, ticks_topic
 from stream_app.config import StreamConfig
 from stream_app.input_rewind import InputRewinder
@@ -111,6 +113,16 @@ class PartitionedTable(faust.Table):  # type: ignore[misc]
     def __post_init__(self) -> None:
         super().__post_init__()
         self._in_flight: list[Any] = []
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        store = super()._new_store_by_url(url)
+        if type(store) is memory.Store:  # the same store, restored from records in bulk
+            store = restore.MemoryStore(
+                url, self.app, self, table_name=self.name, key_type=self.key_type,
+                key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                value_type=self.value_type, loop=self.loop, options=self.options,
+            )
+        return store
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
@@ -223,6 +235,7 @@ class Worker:
             stream_wait_empty=False,  # the merge holds unacked inputs across rebalances
             broker_max_poll_records=2000,
             table_cleanup_interval=3600.0,
+            TableManager=restore.BulkTableManager,  # restores tables reading the changelog in bulk
         )
         names = cfg.topics
         self.rank = {
