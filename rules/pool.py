@@ -195,7 +195,7 @@ class Pool:
         window-open order. Timeouts and forgetting closed sessions emit nothing, so
         they are only drained up to the next renewal and in bulk at the end."""
         returns, windows, idle = self._returns, self._windows, self._idle
-        timeout = self._timeout
+        holders, journal, timeout = self.holders, self.journal, self._timeout
         r = returns[0][0] if returns else NEVER
         w = windows[0][0] if windows else NEVER
         while r <= until or w <= until:
@@ -205,7 +205,16 @@ class Pool:
                 if idle and idle[next(iter(idle))].last_activity + timeout <= w:
                     self._expire(w)
                 while windows and windows[0][0] == w:
-                    self._renew(windows.popleft(), out)
+                    _, seq, key = windows.popleft()
+                    holder = holders.get(key)
+                    if holder is None or holder.window_end != w or holder.window_seq != seq:
+                        continue  # stale: the window was replaced or its holder is gone
+                    if not holder.sessions:  # window over, nobody left: forget it (R2)
+                        del holders[key]
+                        if journal is not None:
+                            journal.append((TOUCH_HOLDER, self.group, key))
+                        continue
+                    self._renew(key, holder, w, out)
                 w = windows[0][0] if windows else NEVER
             r = returns[0][0] if returns else NEVER  # a renewal may have queued one
         e = idle[next(iter(idle))].last_activity + timeout if idle else NEVER
@@ -520,15 +529,8 @@ class Pool:
         for deadline, _, sid, session in due:
             self._close(session, sid, SessionState.TIMED_OUT, deadline)
 
-    def _renew(self, entry: tuple[int, int, str], out: list[OutputEvent]) -> None:
-        w, seq, key = entry
-        holder = self.holders.get(key)
-        if holder is None or holder.window_end != w or holder.window_seq != seq:
-            return  # stale: the window was replaced or its holder is gone
-        if not holder.sessions:  # window over, nobody left: forget the holder (R2)
-            del self.holders[key]
-            self._touch(TOUCH_HOLDER, key)
-            return
+    def _renew(self, key: str, holder: Holder, w: int, out: list[OutputEvent]) -> None:
+        """The window of `holder`, which still has open sessions, ended at `w`."""
         uid = holder.user_id
         if uid is not None and uid in self.uap:  # a UAP was assigned meanwhile (R9)
             holder.window_end = 0
