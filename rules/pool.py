@@ -187,6 +187,8 @@ class Pool:
 
     @property
     def next_due(self) -> int | None:
+        """No timer is due before this instant (None: nothing queued). It can be early:
+        the first open session may have been active since, then nothing is due at it."""
         return None if self._next_due == NEVER else self._next_due
 
     def _fire(self, until: int, out: list[OutputEvent]) -> None:
