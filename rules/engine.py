@@ -27,7 +27,7 @@ from schemas.inputs import (
 from schemas.internal import Grant, GroupTokens
 from schemas.outputs import AccessDenied, AllocationRejected, OutputEvent
 from schemas.replay import GroupSummary
-from schemas.timestamps import EPOCH, ONE_MICRO, from_micros, to_micros
+from schemas.timestamps import EPOCH, from_micros, to_micros
 
 
 class PoolSnapshot(msgspec.Struct, array_like=True):
@@ -77,17 +77,20 @@ class Engine:
         if type(event) is SessionHeartbeat:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.heartbeat(event, (event.ts - EPOCH) // ONE_MICRO, out)
+                d = event.ts - EPOCH
+                pool.heartbeat(event, (d.days * 86400 + d.seconds) * 1000000 + d.microseconds, out)
                 return
         elif type(event) is SessionStart:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.start(event, (event.ts - EPOCH) // ONE_MICRO, out)
+                d = event.ts - EPOCH
+                pool.start(event, (d.days * 86400 + d.seconds) * 1000000 + d.microseconds, out)
                 return
         elif type(event) is SessionEnd:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.end(event, (event.ts - EPOCH) // ONE_MICRO, out)
+                d = event.ts - EPOCH
+                pool.end(event, (d.days * 86400 + d.seconds) * 1000000 + d.microseconds, out)
                 return
         self._dispatch[type(event)](event, out)  # type: ignore[operator]
 

@@ -15,10 +15,12 @@ T = TypeVar("T")
 
 
 class TimestampMerge(Generic[T]):
-    __slots__ = ("_closed", "_queues", "_waiting")
+    __slots__ = ("_closed", "_indexed", "_queues", "_waiting")
 
     def __init__(self, sources: int) -> None:
         self._queues: list[deque[tuple[int, T]]] = [deque() for _ in range(sources)]
+        self._indexed = list(enumerate(self._queues))
+        """(source, queue) pairs, made once: `ready` scans them for every item."""
         self._closed = [False] * sources
         self._waiting = sources
         """Open sources with an empty queue: nothing is released while any exists."""
@@ -45,14 +47,16 @@ class TimestampMerge(Generic[T]):
 
     def ready(self) -> Iterator[T]:
         """Release items while every open source has a head."""
-        queues, closed = self._queues, self._closed
+        queues, closed, indexed = self._queues, self._closed, self._indexed
         while self._waiting == 0:
             # `_pop`, inlined: this loop runs once per event of a replay.
             best = -1
             best_ts = 0
-            for i, queue in enumerate(queues):
-                if queue and (best < 0 or queue[0][0] < best_ts):
-                    best, best_ts = i, queue[0][0]
+            for i, queue in indexed:
+                if queue:
+                    ts = queue[0][0]
+                    if best < 0 or ts < best_ts:
+                        best, best_ts = i, ts
             if best < 0:
                 return
             queue = queues[best]

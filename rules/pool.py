@@ -1,14 +1,16 @@
 """One login access group: its passes, holders, sessions and timers (R1-R8, R13).
 
 A group's clock never goes back, so return instants, window ends and dedupe
-deadlines are appended in time order: FIFO queues, O(1) each. Inactivity deadlines
-move with every heartbeat, so they sit in a heap with one entry per open session that
-is re-armed when it comes due early, not one entry per heartbeat. One event therefore
-costs the same whatever the pool's capacity or passes in use.
+deadlines are appended in time order: FIFO queues, O(1) each. Activity is stamped with
+the clock too, so open sessions kept in order of their latest activity are in order
+of their inactivity deadlines: an ordered dict, moved to its end on activity and
+removed from on close, O(1) each, whose first entry is always the next real timeout.
+Nothing is queued for a session that ended or was active since (a heap of deadlines
+re-armed when due kept one entry per session and fired for each of them). One event
+therefore costs the same whatever the pool's capacity or passes in use.
 """
 
-import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from datetime import UTC, timedelta
 
 from rules.config import Config, Durations
@@ -39,13 +41,18 @@ Journal = list[tuple[int, str, str | int]]
 """(what, group, key) of every keyed record an event touched."""
 
 
+def _deadline_seq(entry: tuple[int, int, str, Session]) -> tuple[int, int]:
+    return entry[0], entry[1]
+
+
 class Pool:
     """The state and rules of one group. Mutated in place by `start`, `heartbeat`, `end`
     and `advance`; outputs are appended to the list passed in."""
 
     __slots__ = (
-        "_expiries",
+        "_active",
         "_horizon",
+        "_idle",
         "_lifetime",
         "_lifetime_delta",
         "_max_devices",
@@ -91,8 +98,10 @@ class Pool:
         self.holders: dict[str, Holder] = {}
         self._returns: deque[list[int]] = deque()
         self._windows: deque[tuple[int, int, str]] = deque()
-        self._expiries: list[tuple[int, int, str]] = []
-        """Heap of (deadline, session seq, session id), one per open session."""
+        self._idle: OrderedDict[str, Session] = OrderedDict()
+        """Open sessions, least recently active first: in deadline order."""
+        self._active = self._idle.move_to_end
+        """Marks a session as the most recently active (bound once: a heartbeat's cost)."""
         self._uncovered: set[str] = set()
         """Holders whose user access pass was removed while their sessions were open."""
         self._purges: deque[tuple[int, str]] = deque()
@@ -178,6 +187,8 @@ class Pool:
 
     @property
     def next_due(self) -> int | None:
+        """No timer is due before this instant (None: nothing queued). It can be early:
+        the first open session may have been active since, then nothing is due at it."""
         return None if self._next_due == NEVER else self._next_due
 
     def _fire(self, until: int, out: list[OutputEvent]) -> None:
@@ -185,21 +196,33 @@ class Pool:
         (a session whose deadline is `w` is not open at `w`, R4), then renewals in
         window-open order. Timeouts and forgetting closed sessions emit nothing, so
         they are only drained up to the next renewal and in bulk at the end."""
-        returns, windows, expiries = self._returns, self._windows, self._expiries
+        returns, windows, idle = self._returns, self._windows, self._idle
+        holders, journal, timeout = self.holders, self.journal, self._timeout
         r = returns[0][0] if returns else NEVER
         w = windows[0][0] if windows else NEVER
         while r <= until or w <= until:
             if r <= w:
                 self._return(returns.popleft(), out)
             else:
-                if expiries and expiries[0][0] <= w:
+                if idle and idle[next(iter(idle))].last_activity + timeout <= w:
                     self._expire(w)
                 while windows and windows[0][0] == w:
-                    self._renew(windows.popleft(), out)
+                    _, seq, key = windows.popleft()
+                    holder = holders.get(key)
+                    if holder is None or holder.window_end != w or holder.window_seq != seq:
+                        continue  # stale: the window was replaced or its holder is gone
+                    if not holder.sessions:  # window over, nobody left: forget it (R2)
+                        del holders[key]
+                        if journal is not None:
+                            journal.append((TOUCH_HOLDER, self.group, key))
+                        continue
+                    self._renew(key, holder, w, out)
                 w = windows[0][0] if windows else NEVER
             r = returns[0][0] if returns else NEVER  # a renewal may have queued one
-        if expiries and expiries[0][0] <= until:
+        e = idle[next(iter(idle))].last_activity + timeout if idle else NEVER
+        if e <= until:
             self._expire(until)
+            e = idle[next(iter(idle))].last_activity + timeout if idle else NEVER
         # Forgetting closed sessions is no timer of its own: `start` checks the horizon
         # itself, so the records only need to go some time after it, here.
         purges = self._purges
@@ -208,13 +231,21 @@ class Pool:
         due = r
         if w < due:
             due = w
-        if expiries and expiries[0][0] < due:
-            due = expiries[0][0]
+        if e < due:
+            due = e
         self._next_due = due
 
-    def _due(self, instant: int) -> None:
-        if instant < self._next_due:
-            self._next_due = instant
+    def _reschedule(self) -> None:
+        """The next instant anything is due, from the queue heads."""
+        returns, windows, idle = self._returns, self._windows, self._idle
+        due = returns[0][0] if returns else NEVER
+        if windows and windows[0][0] < due:
+            due = windows[0][0]
+        if idle:
+            e = idle[next(iter(idle))].last_activity + self._timeout
+            if e < due:
+                due = e
+        self._next_due = due
 
     # -- inputs ------------------------------------------------------------------
 
@@ -291,6 +322,7 @@ class Pool:
             rec.ignored_events += 1
             return
         session.last_activity = t
+        self._active(sid)
         journal = self.journal
         if journal is not None:
             journal.append((TOUCH_SESSION, self.group, sid))
@@ -326,7 +358,8 @@ class Pool:
     # -- rule steps --------------------------------------------------------------
 
     def _activity(self, session: Session, sid: str, t: int) -> None:
-        session.last_activity = t  # its heap entry is re-armed when it comes due
+        session.last_activity = t
+        self._active(sid)
         self._touch(TOUCH_SESSION, sid)
         uid = session.user_id
         if uid is not None and uid in self.uap:
@@ -336,11 +369,10 @@ class Pool:
     def _open(self, sid: str, key: str, holder: Holder, uid: str | None, t: int) -> None:
         rec = self.record
         rec.seq += 1
-        self.sessions[sid] = Session(key, uid, t, OPEN, 0, rec.seq)
+        self.sessions[sid] = self._idle[sid] = Session(key, uid, t, OPEN, 0, rec.seq)
         holder.sessions.append(sid)
         rec.open_sessions += 1
         deadline = t + self._timeout
-        heapq.heappush(self._expiries, (deadline, rec.seq, sid))
         if deadline < self._next_due:
             self._next_due = deadline
         journal = self.journal
@@ -352,6 +384,7 @@ class Pool:
         session.state = state
         session.closed_at = t
         self.record.open_sessions -= 1
+        del self._idle[sid]
         self._purges.append((t + self._horizon, sid))  # drained lazily, see _fire
         key = session.holder
         holder = self.holders[key]
@@ -483,34 +516,23 @@ class Pool:
         )
 
     def _expire(self, until: int) -> None:
-        """Close the sessions whose inactivity deadline is due by `until` (R4); an entry
-        whose session saw activity since is re-armed at its real deadline."""
-        expiries = self._expiries
+        """Close the sessions whose inactivity deadline is due by `until` (R4), in
+        deadline order, those due at one instant in the order they opened."""
+        idle = self._idle
         timeout = self._timeout
-        sessions = self.sessions
-        heappop, heapreplace = heapq.heappop, heapq.heapreplace
-        while expiries and expiries[0][0] <= until:
-            instant, seq, sid = expiries[0]
-            session = sessions.get(sid)
-            if session is None or session.seq != seq or session.state != OPEN:
-                heappop(expiries)
-                continue
+        due: list[tuple[int, int, str, Session]] = []
+        for sid, session in idle.items():
             deadline = session.last_activity + timeout
-            if deadline > instant:
-                heapreplace(expiries, (deadline, seq, sid))  # one sift, not two
-            else:
-                heappop(expiries)
-                self._close(session, sid, SessionState.TIMED_OUT, instant)
+            if deadline > until:
+                break
+            due.append((deadline, session.seq, sid, session))
+        if len(due) > 1:
+            due.sort(key=_deadline_seq)
+        for deadline, _, sid, session in due:
+            self._close(session, sid, SessionState.TIMED_OUT, deadline)
 
-    def _renew(self, entry: tuple[int, int, str], out: list[OutputEvent]) -> None:
-        w, seq, key = entry
-        holder = self.holders.get(key)
-        if holder is None or holder.window_end != w or holder.window_seq != seq:
-            return  # stale: the window was replaced or its holder is gone
-        if not holder.sessions:  # window over, nobody left: forget the holder (R2)
-            del self.holders[key]
-            self._touch(TOUCH_HOLDER, key)
-            return
+    def _renew(self, key: str, holder: Holder, w: int, out: list[OutputEvent]) -> None:
+        """The window of `holder`, which still has open sessions, ended at `w`."""
         uid = holder.user_id
         if uid is not None and uid in self.uap:  # a UAP was assigned meanwhile (R9)
             holder.window_end = 0
@@ -570,26 +592,24 @@ class Pool:
                 (h.window_end, h.window_seq, key) for key, h in holders.items() if h.window_end
             )
         )
-        self._expiries = [
-            (sess.last_activity + self._timeout, sess.seq, sid)
-            for sid, sess in sessions.items()
-            if sess.state == OPEN
-        ]
-        heapq.heapify(self._expiries)
+        self._idle = idle = OrderedDict(
+            (sid, sess)
+            for sid, sess in sorted(
+                (item for item in sessions.items() if item[1].state == OPEN),
+                key=lambda item: (item[1].last_activity, item[1].seq),
+            )
+        )
         forget = sorted(
             (sess.closed_at + self._horizon, sess.seq, sid)
             for sid, sess in sessions.items()
             if sess.state != OPEN
         )
+        self._active = idle.move_to_end
         self._purges = deque((at, sid) for at, _, sid in forget)
         self._uncovered = {
             key
             for key, h in holders.items()
             if h.window_end == 0 and (h.user_id is None or h.user_id not in self.uap)
         }
-        self._next_due = min(
-            self._returns[0][0] if self._returns else NEVER,
-            self._windows[0][0] if self._windows else NEVER,
-            self._expiries[0][0] if self._expiries else NEVER,
-        )
+        self._reschedule()
 

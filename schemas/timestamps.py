@@ -13,7 +13,7 @@ Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICRO = timedelta(microseconds=1)
-"""`(ts - EPOCH) // ONE_MICRO` is `to_micros(ts)`; hot paths inline it to save a call."""
+"""`(ts - EPOCH) // ONE_MICRO` is `to_micros(ts)`."""
 _EPOCH = EPOCH
 _ONE_MICRO = ONE_MICRO
 
@@ -36,7 +36,8 @@ def out_of_range(ts: datetime) -> str | None:
 
 def to_micros(ts: datetime) -> int:
     """Microseconds since the Unix epoch, exactly (never via float seconds)."""
-    return (ts - _EPOCH) // _ONE_MICRO
+    d = ts - _EPOCH  # cheaper than `// _ONE_MICRO`, which makes integers of both first
+    return (d.days * 86400 + d.seconds) * 1000000 + d.microseconds
 
 
 def from_micros(us: int) -> datetime:
