@@ -396,7 +396,7 @@ class Worker:
         partition = msg.partition
         if not self._owns(msg.tp):
             # In flight from before a rebalance: the partition's new owner reads it
-            # again from the committed offset; writing here would race its state.
+            # again from its state's offsets; writing here would race its state.
             return
         task = self._task(partition)
         now = time.time()
