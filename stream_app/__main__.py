@@ -2,4 +2,5 @@ import sys
 
 from stream_app.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned process imports this module again
+    sys.exit(main())

@@ -2,16 +2,21 @@
 
 Records are merged across topics in event-time order exactly as the stream merges
 them (`rules.TimestampMerge`), so a replay is the reference the stream must match.
-A first pass counts each topic's records, so a topic that has no more records stops
-holding the merge back and memory stays bounded for time-ordered files.
+A topic found to have no more records in the file is closed so that it stops
+holding the merge back (`_TopicEnds`), which keeps memory bounded for time-ordered
+files without a first pass over the file.
 """
 
 import gc
+import multiprocessing
 import os
 import sys
+import threading
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import IO, Any
 
 import msgspec
@@ -30,7 +35,8 @@ from schemas import (
     from_micros,
     input_decoder,
 )
-from schemas.timestamps import EPOCH
+from schemas.replay import AllocationLine, EndLine, HeartbeatLine, StartLine, TypedReplayLine
+from schemas.timestamps import EARLIEST, EPOCH, LATEST, to_micros
 
 NEVER = 1 << 62
 """Later than any event: the bound when there is no --until."""
@@ -44,12 +50,29 @@ OUTPUT_TOPIC: dict[type, str] = {
 _RANK = {str(topic): rank for rank, topic in enumerate(INPUT_TOPICS)}
 _DECODERS = [input_decoder(topic) for topic in INPUT_TOPICS]
 _envelope = msgspec.json.Decoder(ReplayRecord)
-_line_encoder = msgspec.json.Encoder()
+_typed = msgspec.json.Decoder(TypedReplayLine)
+_LINE_RANK: dict[type, int] = {
+    line: _RANK[line.__struct_config__.tag]  # type: ignore[index]
+    for line in (AllocationLine, StartLine, HeartbeatLine, EndLine)
+}
+_LINE_TYPE = sorted(_LINE_RANK, key=_LINE_RANK.__getitem__)
+"""The line type of each topic rank."""
+_json = msgspec.json.Encoder()
+_FIRST_US = to_micros(EARLIEST)
+_END_US = to_micros(LATEST)
+"""Input times must lie in [_FIRST_US, _END_US) (`schemas.timestamps.out_of_range`)."""
 
 CHUNK = 64 << 10
 """Bytes read at a time. A chunk whose lines are all `{...}` is decoded by one
 `decode_lines` call (no Python work per line); any other chunk (a malformed or blank
 line) is decoded line by line, so errors still name their line."""
+
+READER_MIN_BYTES = 8 << 20
+"""Files this large are read and ordered in a second process (see `replay`)."""
+
+HOLD = 50_000
+"""Records the merge may hold for a starved topic before the replay looks whether that
+topic has any record left in the file (`_TopicEnds`)."""
 
 
 class _TopicOnly(msgspec.Struct):
@@ -75,18 +98,20 @@ class ReplayReport:
 
 def encode_output(event: object) -> bytes:
     """One output as a replay-output line (no newline)."""
-    return _line_encoder.encode(OutputLine(OUTPUT_TOPIC[type(event)], event))
+    return _json.encode(OutputLine(OUTPUT_TOPIC[type(event)], event))
 
 
-def _chunks(path: str, bar: Any = None) -> Iterator[tuple[int, bytes]]:
-    """(number of the chunk's first line, whole lines of the file), about CHUNK bytes."""
+def _chunks(path: str, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """(number of the chunk's first line, file offset just past the chunk, whole lines
+    of the file), about CHUNK bytes; from `start`, a line's first byte (line numbers
+    then count from there)."""
     line = 1
+    offset = start
     rest = b""
     with open(path, "rb") as f:
+        f.seek(start)
         while True:
             block = f.read(CHUNK)
-            if bar is not None:
-                bar.update(len(block))
             if not block:
                 break
             block = rest + block
@@ -95,10 +120,11 @@ def _chunks(path: str, bar: Any = None) -> Iterator[tuple[int, bytes]]:
                 rest = block
                 continue
             rest = block[cut:]
-            yield line, block[:cut]
+            offset += cut
+            yield line, offset, block[:cut]
             line += block.count(b"\n", 0, cut)
     if rest:
-        yield line, rest
+        yield line, offset + len(rest), rest
 
 
 def _numbered(first: int, chunk: bytes) -> Iterator[tuple[int, bytes]]:
@@ -143,30 +169,71 @@ def _decode_lines(
     return values if len(values) == lines else None
 
 
-def _count_topics(path: str) -> tuple[list[int], list[int]]:
-    """Records per input topic, and `_one_object_per_line` of each chunk (the second
-    pass reads the same chunks and need not check them again)."""
-    counts = [0] * len(INPUT_TOPICS)
-    checked: list[int] = []
-    rank = _RANK.get
-    for first, chunk in _chunks(path):
-        lines = _one_object_per_line(chunk)
-        checked.append(lines)
-        records = _decode_lines(_topics, chunk, lines)
-        if records is not None:
-            topics = [r.topic for r in records]
-        else:
-            topics = []
-            for _, line in _numbered(first, chunk):
-                try:
-                    topics.append(_topics.decode(line).topic)
-                except (msgspec.DecodeError, RecursionError):
-                    continue
-        for topic in topics:
-            r = rank(topic)
-            if r is not None:
-                counts[r] += 1
-    return counts, checked
+class _TopicEnds:
+    """Tells whether a topic has a record past a file offset, without a pass over the
+    file in the common case.
+
+    A line of topic `t` holds the JSON string `"t"`, written out or with `\\u` escapes
+    (the only way to escape a letter or `-`). So if neither the topic's name nor `\\u`
+    occurs past the offset, no record of `t` does: two searches from the file's end,
+    done once each. If an escape or the name (in some other string) stands in the way,
+    the topics of the rest of the file are decoded once, from where the replay is."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._last_name: dict[int, int] = {}
+        self._last_escape: int | None = None
+        self._exact: list[int] | None = None
+        """End offset of the last chunk holding each topic, from `_index`."""
+        self._exact_from = 0
+
+    def none_after(self, rank: int, offset: int) -> bool:
+        if self._exact is not None and offset >= self._exact_from:
+            return self._exact[rank] <= offset
+        if self._last_escape is None:  # one byte is the quicker search: try it first
+            self._last_escape = self._rfind(b"\\u") if self._rfind(b"\\") >= 0 else -1
+        name = self._last_name.get(rank)
+        if name is None:
+            name = self._last_name[rank] = self._rfind(str(INPUT_TOPICS[rank]).encode())
+        if name < offset and self._last_escape < offset:
+            return True
+        self._index(offset)
+        assert self._exact is not None
+        return self._exact[rank] <= offset
+
+    def _rfind(self, needle: bytes) -> int:
+        """Offset of the last `needle` in the file, -1 if none: read from the end in
+        blocks that overlap by the needle's length (not mapped: that would count the
+        whole file in the process's memory)."""
+        block = 1 << 20
+        with open(self._path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            while end > 0:
+                start = max(0, end - block)
+                f.seek(start)
+                found = f.read(end + len(needle) - 1 - start).rfind(needle)
+                if found >= 0:
+                    return start + found
+                end = start
+        return -1
+
+    def _index(self, offset: int) -> None:
+        last = [0] * len(INPUT_TOPICS)
+        rank = _RANK.get
+        for first, end, chunk in _chunks(self._path, start=offset):
+            records = _decode_lines(_topics, chunk, _one_object_per_line(chunk))
+            if records is None:
+                records = []
+                for _, line in _numbered(first, chunk):
+                    try:
+                        records.append(_topics.decode(line))
+                    except (msgspec.DecodeError, RecursionError):
+                        continue
+            for record in records:
+                r = rank(record.topic)
+                if r is not None:
+                    last[r] = end
+        self._exact, self._exact_from = last, offset
 
 
 def _progress(path: str, stream: IO[str]) -> Any:
@@ -179,30 +246,53 @@ def _progress(path: str, stream: IO[str]) -> Any:
     return tqdm(total=size, unit="B", unit_scale=True, desc="replay", file=stream, leave=False)
 
 
-def _records(
-    first: int, chunk: bytes, lines: int, report: ReplayReport
-) -> tuple[list[ReplayRecord], list[int] | None]:
-    """The chunk's replay records and, when a line was malformed (reported here), the
-    line number of each record; None means one record per line. Counts the non-blank
-    lines in `report.lines`."""
-    fast: list[ReplayRecord] | None = _decode_lines(_envelope, chunk, lines)
-    if fast is not None:
-        report.lines += len(fast)
-        return fast, None
-    records = []
-    numbers: list[int] = []
+def _typed_events(chunk: bytes, lines: int) -> list[tuple[int, int, InputEvent]] | None:
+    """(topic rank, µs, event) of every line of a regular chunk, decoded in one call;
+    None if any line is not a valid record (the caller goes line by line)."""
+    decoded: list[Any] | None = _decode_lines(_typed, chunk, lines)
+    if decoded is None:
+        return None
+    rank_of = _LINE_RANK
+    first, end = _FIRST_US, _END_US
+    events = []
+    for line in decoded:
+        event = line.value
+        d = event.ts - EPOCH  # `to_micros`, inlined
+        ts = (d.days * 86400 + d.seconds) * 1000000 + d.microseconds
+        if ts < first or ts >= end:
+            return None  # out of range: the line-by-line way reports it
+        events.append((rank_of[type(line)], ts, event))
+    return events
+
+
+def _events_by_line(
+    first: int, chunk: bytes, report: ReplayReport
+) -> list[tuple[int, int, InputEvent]]:
+    """The valid records of a chunk, each malformed line reported with its number."""
+    events = []
+    rank_of = _RANK.get
+    errors = report.errors
     for number, line in _numbered(first, chunk):
         report.lines += 1
         try:
-            records.append(_envelope.decode(line))
+            record = _envelope.decode(line)
         except RecursionError:
-            report.errors.append((number, "not a replay record: JSON is nested too deeply"))
+            errors.append((number, "not a replay record: JSON is nested too deeply"))
             continue
         except msgspec.DecodeError as exc:
-            report.errors.append((number, f"not a replay record: {exc}"))
+            errors.append((number, f"not a replay record: {exc}"))
             continue
-        numbers.append(number)
-    return records, numbers
+        rank = rank_of(record.topic)
+        if rank is None:
+            errors.append((number, f"unknown topic {record.topic!r}"))
+            continue
+        try:
+            event = _DECODERS[rank].decode(record.value)
+        except msgspec.DecodeError as exc:
+            errors.append((number, f"invalid {record.topic} value: {exc}"))
+            continue
+        events.append((rank, to_micros(event.ts), event))
+    return events
 
 
 def replay(
@@ -211,19 +301,23 @@ def replay(
     emit: Callable[[bytes], None],
     until: int | None = None,
     progress: IO[str] | None = None,
+    reader: bool | None = None,
 ) -> ReplayReport:
-    """Apply every record of `path` in merge order; outputs go to `emit` as lines."""
+    """Apply every record of `path` in merge order; outputs go to `emit` as lines.
+
+    With `reader` (by default: files of READER_MIN_BYTES or more, on a machine with
+    more than one CPU) a second process reads, validates and orders the file while
+    this one applies: the engine's half of the work no longer waits for the other.
+    Both ways give the same outputs, state and report."""
+    if reader is None:
+        reader = (os.cpu_count() or 1) > 1 and os.path.getsize(path) >= READER_MIN_BYTES
     report = ReplayReport()
-    remaining, checked = _count_topics(path)
-    merge: TimestampMerge[tuple[int, InputEvent]] = TimestampMerge(len(INPUT_TOPICS))
-    for rank, count in enumerate(remaining):
-        if count == 0:
-            merge.close(rank)
     out: list[Any] = []
     apply = engine.apply
     last = until if until is not None else NEVER
+    outputs = report.outputs
 
-    def run(events: Iterator[tuple[int, InputEvent]]) -> None:
+    def run(events: Iterable[tuple[int, InputEvent]]) -> None:
         applied = 0
         for ts, event in events:
             if ts > last:
@@ -233,7 +327,6 @@ def replay(
             applied += 1
         report.applied += applied
         if out:
-            outputs = report.outputs
             for o in out:
                 emit(encode_output(o))
                 outputs[OUTPUT_TOPIC[type(o)]] += 1
@@ -246,60 +339,157 @@ def replay(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        _replay_chunks(path, bar, report, remaining, merge, run, checked)
+        if reader:
+            _apply_from_reader(path, bar, report, run)
+        else:
+            done = 0
+            for offset, released in _ordered(path, report, raw=False):
+                run(released)
+                if bar is not None and offset > done:
+                    bar.update(offset - done)
+                    done = offset
     finally:
         if collecting:
             gc.enable()
     if until is not None:
         engine.advance(until, out)
-        run(iter(()))
+        run(())
     if bar is not None:
         bar.close()
     report.errors.sort()
     return report
 
 
-def _replay_chunks(
+def _ordered(
+    path: str, report: ReplayReport, raw: bool
+) -> Iterator[tuple[int, Iterator[tuple[int, Any]]]]:
+    """(bytes of the file read, the (µs, record) pairs the merge releases), chunk by
+    chunk; the caller takes every pair before the next step. A record is its event, or
+    with `raw` one line of JSON that `_typed` decodes to it."""
+    merge: TimestampMerge[tuple[int, Any]] = TimestampMerge(len(INPUT_TOPICS))
+    push = merge.push
+    ends = _TopicEnds(path)
+    offset = 0
+    for first, offset, chunk in _chunks(path):
+        lines = _one_object_per_line(chunk)
+        events = _typed_events(chunk, lines)
+        if events is None:
+            events = _events_by_line(first, chunk, report)
+            if raw:
+                encode = _json.encode
+                for rank, ts, event in events:
+                    push(rank, ts, (ts, encode(_LINE_TYPE[rank](event))))
+            else:
+                for rank, ts, event in events:
+                    push(rank, ts, (ts, event))
+        else:
+            report.lines += lines
+            if raw:  # the chunk's own lines: one object each, in the order decoded
+                for (rank, ts, _), line in zip(events, chunk.split(b"\n"), strict=False):
+                    push(rank, ts, (ts, line))
+            else:
+                for rank, ts, event in events:
+                    push(rank, ts, (ts, event))
+        # Draining once a chunk releases the same order as after every line: the
+        # merge only ever releases the lowest head, and later lines only add to tails.
+        yield offset, merge.ready()
+        if merge.pending() > HOLD:  # a topic may have ended: it must stop holding on
+            for rank in merge.starved():
+                if ends.none_after(rank, offset):
+                    merge.close(rank)
+            yield offset, merge.ready()
+    yield offset, merge.flush()
+
+
+# -- the reader process -----------------------------------------------------------
+
+
+class _Batch(msgspec.Struct, array_like=True, tag=0):
+    """Records released in merge order: their µs as int64s and their lines."""
+
+    read: int
+    times: bytes
+    lines: bytes
+
+
+class _Done(msgspec.Struct, array_like=True, tag=1):
+    lines: int
+    errors: list[tuple[int, str]]
+
+
+class _Failed(msgspec.Struct, array_like=True, tag=2):
+    error: str
+
+
+_messages = msgspec.msgpack.Decoder(_Batch | _Done | _Failed)
+
+
+def _read_ordered(path: str, conn: Connection) -> None:
+    """The reader process: every record of `path`, validated and in merge order."""
+    gc.disable()
+    encode = msgspec.msgpack.Encoder().encode
+    send = conn.send_bytes
+    report = ReplayReport()
+    try:
+        for offset, released in _ordered(path, report, raw=True):
+            times = array("q")
+            lines = []
+            for ts, line in released:
+                times.append(ts)
+                lines.append(line)
+            if lines:
+                send(encode(_Batch(offset, times.tobytes(), b"\n".join(lines))))
+        send(encode(_Done(report.lines, report.errors)))
+    except BaseException as exc:  # the applying process raises it
+        send(encode(_Failed(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+def _apply_from_reader(
     path: str,
     bar: Any,
     report: ReplayReport,
-    remaining: list[int],
-    merge: "TimestampMerge[tuple[int, InputEvent]]",
-    run: Callable[[Iterator[tuple[int, InputEvent]]], None],
-    checked: list[int],
+    run: Callable[[Iterable[tuple[int, InputEvent]]], None],
 ) -> None:
-    rank_of = _RANK.get
-    decoders = _DECODERS
-    push = merge.push
-    for index, (first, chunk) in enumerate(_chunks(path, bar)):
-        lines = checked[index] if index < len(checked) else _one_object_per_line(chunk)
-        records, numbers = _records(first, chunk, lines, report)
-        for i, record in enumerate(records):
-            rank = rank_of(record.topic)
-            if rank is None:
-                number = _line_number(first, numbers, i)
-                report.errors.append((number, f"unknown topic {record.topic!r}"))
-                continue
+    with open(path, "rb"):  # a file that cannot be read fails here, as without a reader
+        pass
+    # fork is the cheap start; a process with threads (a test runner, a worker) gets
+    # a fresh interpreter instead, since a fork copies locks other threads may hold.
+    method = "fork" if threading.active_count() == 1 else "spawn"
+    context: Any = multiprocessing.get_context(method)
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_read_ordered, args=(path, send), daemon=True,
+                              name="tokenpool-replay-reader")
+    process.start()
+    send.close()
+    decode_lines = _typed.decode_lines
+    done = 0
+    try:
+        while True:
             try:
-                event = decoders[rank].decode(record.value)
-            except msgspec.DecodeError as exc:
-                number = _line_number(first, numbers, i)
-                report.errors.append((number, f"invalid {record.topic} value: {exc}"))
+                message = _messages.decode(receive.recv_bytes())
+            except EOFError:
+                raise RuntimeError("the replay's reader process ended early") from None
+            if isinstance(message, _Batch):
+                times = array("q")
+                times.frombytes(message.times)
+                run(zip(times, [line.value for line in decode_lines(message.lines)],
+                        strict=True))
+                if bar is not None and message.read > done:
+                    bar.update(message.read - done)
+                    done = message.read
+            elif isinstance(message, _Done):
+                report.lines += message.lines
+                report.errors.extend((n, reason) for n, reason in message.errors)
+                return
             else:
-                d = event.ts - EPOCH  # `to_micros`, inlined
-                ts = (d.days * 86400 + d.seconds) * 1000000 + d.microseconds
-                push(rank, ts, (ts, event))
-            remaining[rank] -= 1
-            if remaining[rank] == 0:
-                merge.close(rank)
-        # Draining once a chunk releases the same order as after every line: the
-        # merge only ever releases the lowest head, and later lines only add to tails.
-        run(merge.ready())
-    run(merge.flush())
-
-
-def _line_number(first: int, numbers: list[int] | None, index: int) -> int:
-    return first + index if numbers is None else numbers[index]
+                raise RuntimeError(f"replay of {path} failed: {message.error}")
+    finally:
+        receive.close()
+        if process.is_alive():
+            process.terminate()
+        process.join()
 
 
 def state_file(engine: Engine, until: int | None) -> StateFile:
