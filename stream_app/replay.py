@@ -323,7 +323,7 @@ def replay(
             if ts > last:
                 report.after_until += 1
                 continue
-            apply(event, out)
+            apply(event, out, ts)
             applied += 1
         report.applied += applied
         if out:
