@@ -7,6 +7,14 @@ Nothing here reads a clock, does I/O or imports a streaming framework; the strea
 from rules.config import Config
 from rules.engine import Engine, Snapshot
 from rules.estimate import Estimate, estimate_tokens
-from rules.ordering import TimestampMerge
+from rules.ordering import BatchMerge, TimestampMerge
 
-__all__ = ["Config", "Engine", "Estimate", "Snapshot", "TimestampMerge", "estimate_tokens"]
+__all__ = [
+    "BatchMerge",
+    "Config",
+    "Engine",
+    "Estimate",
+    "Snapshot",
+    "TimestampMerge",
+    "estimate_tokens",
+]

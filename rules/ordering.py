@@ -7,6 +7,7 @@ decides a source has idled long enough). Ties go to the lower source rank, then 
 arrival order. The stream and `replay` both use it, so they agree.
 """
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from typing import Generic, TypeVar
@@ -104,3 +105,116 @@ class TimestampMerge(Generic[T]):
         if not queue and not self._closed[best]:
             self._waiting += 1
         return head
+
+
+class BatchMerge(Generic[T]):
+    """`TimestampMerge` fed a batch at a time, with the same release order, by sorting.
+
+    While no source goes back in time, the merge's greedy release (lowest head first,
+    ties to the lower source, then arrival) is a stable sort of the buffered items by
+    (timestamp, source), cut after the last item of the first open source to run
+    out: at the lowest of the open sources' last keys. So a batch costs one sort, not
+    a scan of the heads for every item. The first item stamped before its source's
+    previous one hands every queue, as it stands, to a `TimestampMerge`, which goes on
+    item by item from there."""
+
+    __slots__ = ("_closed", "_counts", "_last", "_merge", "_pending", "_sources")
+
+    def __init__(self, sources: int) -> None:
+        self._sources = sources
+        self._pending: list[tuple[int, T]] = []
+        """(key, item), key = ts * sources + source: sorted only when released."""
+        self._last: list[int | None] = [None] * sources
+        """The key of each source's latest item: its highest, while in time order."""
+        self._counts = [0] * sources
+        """Items buffered per source."""
+        self._closed = [False] * sources
+        self._merge: TimestampMerge[T] | None = None
+
+    def extend(self, items: list[tuple[int, int, T]]) -> None:
+        """Add (source, ts, item) triples, in arrival order."""
+        if self._merge is not None:
+            push = self._merge.push
+            for source, ts, item in items:
+                push(source, ts, item)
+            return
+        n = self._sources
+        last, counts = self._last, self._counts
+        append = self._pending.append
+        for i, (source, ts, item) in enumerate(items):
+            key = ts * n + source
+            previous = last[source]
+            if previous is not None and key < previous:  # back in time: item by item
+                self._to_merge()
+                self.extend(items[i:])
+                return
+            last[source] = key
+            counts[source] += 1
+            append((key, item))
+
+    def close(self, source: int) -> None:
+        if self._merge is not None:
+            self._merge.close(source)
+        self._closed[source] = True
+
+    def starved(self) -> list[int]:
+        if self._merge is not None:
+            return self._merge.starved()
+        closed = self._closed
+        return [s for s, count in enumerate(self._counts) if not count and not closed[s]]
+
+    def pending(self) -> int:
+        return len(self._pending) if self._merge is None else self._merge.pending()
+
+    def ready(self) -> list[T]:
+        """Release items while every open source has a head."""
+        if self._merge is not None:
+            return list(self._merge.ready())
+        bound: int | None = None
+        closed, counts, last = self._closed, self._counts, self._last
+        for source in range(self._sources):
+            if not closed[source]:
+                if not counts[source]:
+                    return []  # an open source has nothing buffered: wait for it
+                key = last[source]
+                if bound is None or (key is not None and key < bound):
+                    bound = key
+        if bound is None:  # every source closed
+            return self.flush()
+        pending = self._pending
+        pending.sort(key=_key)
+        cut = bisect_right(pending, bound, key=_key)
+        released = [item for _, item in pending[:cut]]
+        del pending[:cut]
+        n = self._sources
+        counts[:] = [0] * n
+        for key, _ in pending:
+            counts[key % n] += 1
+        return released
+
+    def flush(self) -> list[T]:
+        """Release everything buffered in merge order."""
+        if self._merge is not None:
+            return list(self._merge.flush())
+        pending = self._pending
+        pending.sort(key=_key)
+        released = [item for _, item in pending]
+        pending.clear()
+        self._counts[:] = [0] * self._sources
+        return released
+
+    def _to_merge(self) -> None:
+        merge: TimestampMerge[T] = TimestampMerge(self._sources)
+        n = self._sources
+        self._pending.sort(key=_key)  # stable: each source's items keep arrival order
+        for key, item in self._pending:
+            merge.push(key % n, key // n, item)
+        self._pending.clear()
+        for source, closed in enumerate(self._closed):
+            if closed:
+                merge.close(source)
+        self._merge = merge
+
+
+def _key(entry: tuple[int, object]) -> int:
+    return entry[0]

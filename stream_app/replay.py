@@ -1,7 +1,8 @@
 """`tokenpool replay`: run a JSON Lines history through the engine, without Kafka.
 
 Records are merged across topics in event-time order exactly as the stream merges
-them (`rules.TimestampMerge`), so a replay is the reference the stream must match.
+them (`rules.TimestampMerge`; here a chunk at a time, `rules.BatchMerge`), so
+a replay is the reference the stream must match.
 A topic found to have no more records in the file is closed so that it stops
 holding the merge back (`_TopicEnds`), which keeps memory bounded for time-ordered
 files without a first pass over the file.
@@ -21,7 +22,7 @@ from typing import IO, Any
 
 import msgspec
 
-from rules import Engine, TimestampMerge
+from rules import BatchMerge, Engine
 from schemas import (
     INPUT_TOPICS,
     AccessDenied,
@@ -101,11 +102,9 @@ def encode_output(event: object) -> bytes:
     return _json.encode(OutputLine(OUTPUT_TOPIC[type(event)], event))
 
 
-def _chunks(path: str, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
-    """(number of the chunk's first line, file offset just past the chunk, whole lines
-    of the file), about CHUNK bytes; from `start`, a line's first byte (line numbers
-    then count from there)."""
-    line = 1
+def _chunks(path: str, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(file offset just past the chunk, whole lines of the file), about CHUNK bytes,
+    from `start`, the first byte of a line."""
     offset = start
     rest = b""
     with open(path, "rb") as f:
@@ -121,10 +120,9 @@ def _chunks(path: str, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
                 continue
             rest = block[cut:]
             offset += cut
-            yield line, offset, block[:cut]
-            line += block.count(b"\n", 0, cut)
+            yield offset, block[:cut]
     if rest:
-        yield line, offset + len(rest), rest
+        yield offset + len(rest), rest
 
 
 def _numbered(first: int, chunk: bytes) -> Iterator[tuple[int, bytes]]:
@@ -169,20 +167,25 @@ def _decode_lines(
     return values if len(values) == lines else None
 
 
+_ESCAPE = len(INPUT_TOPICS)
+"""Index of `\\u` among `_TopicEnds`'s needles, after the topic names."""
+
+
 class _TopicEnds:
     """Tells whether a topic has a record past a file offset, without a pass over the
     file in the common case.
 
     A line of topic `t` holds the JSON string `"t"`, written out or with `\\u` escapes
     (the only way to escape a letter or `-`). So if neither the topic's name nor `\\u`
-    occurs past the offset, no record of `t` does: two searches from the file's end,
-    done once each. If an escape or the name (in some other string) stands in the way,
-    the topics of the rest of the file are decoded once, from where the replay is."""
+    occurs past the offset, no record of `t` does: one search from the file's end, for
+    every name and the escape at once, done the first time it is asked. If an escape
+    or the name (in some other string) stands in the way, the topics of the rest of
+    the file are decoded once, from where the replay is."""
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._last_name: dict[int, int] = {}
-        self._last_escape: int | None = None
+        self._last: list[int] | None = None
+        """Offset of the last occurrence of each topic name, then of `\\u` (-1: none)."""
         self._exact: list[int] | None = None
         """End offset of the last chunk holding each topic, from `_index`."""
         self._exact_from = 0
@@ -190,41 +193,48 @@ class _TopicEnds:
     def none_after(self, rank: int, offset: int) -> bool:
         if self._exact is not None and offset >= self._exact_from:
             return self._exact[rank] <= offset
-        if self._last_escape is None:  # one byte is the quicker search: try it first
-            self._last_escape = self._rfind(b"\\u") if self._rfind(b"\\") >= 0 else -1
-        name = self._last_name.get(rank)
-        if name is None:
-            name = self._last_name[rank] = self._rfind(str(INPUT_TOPICS[rank]).encode())
-        if name < offset and self._last_escape < offset:
+        if self._last is None:
+            self._last = self._rfind([str(t).encode() for t in INPUT_TOPICS] + [b"\\u"])
+        if self._last[rank] < offset and self._last[_ESCAPE] < offset:
             return True
         self._index(offset)
         assert self._exact is not None
         return self._exact[rank] <= offset
 
-    def _rfind(self, needle: bytes) -> int:
-        """Offset of the last `needle` in the file, -1 if none: read from the end in
-        blocks that overlap by the needle's length (not mapped: that would count the
-        whole file in the process's memory)."""
+    def _rfind(self, needles: list[bytes]) -> list[int]:
+        """Offset of the last occurrence of each needle in the file, -1 if none: read
+        once from the end, in blocks that overlap by the longest needle (not mapped:
+        that would count the whole file in the process's memory)."""
+        found = [-1] * len(needles)
+        todo = set(range(len(needles)))
         block = 1 << 20
+        overlap = max(map(len, needles)) - 1
         with open(self._path, "rb") as f:
             end = f.seek(0, os.SEEK_END)
-            while end > 0:
+            while end > 0 and todo:
                 start = max(0, end - block)
                 f.seek(start)
-                found = f.read(end + len(needle) - 1 - start).rfind(needle)
-                if found >= 0:
-                    return start + found
+                data = f.read(end + overlap - start)
+                backslash = b"\\" in data  # one byte: far quicker to look for first
+                for i in list(todo):
+                    needle = needles[i]
+                    if needle.startswith(b"\\") and not backslash:
+                        continue
+                    at = data.rfind(needle)
+                    if at >= 0:
+                        found[i] = start + at
+                        todo.discard(i)
                 end = start
-        return -1
+        return found
 
     def _index(self, offset: int) -> None:
         last = [0] * len(INPUT_TOPICS)
         rank = _RANK.get
-        for first, end, chunk in _chunks(self._path, start=offset):
+        for end, chunk in _chunks(self._path, start=offset):
             records = _decode_lines(_topics, chunk, _one_object_per_line(chunk))
             if records is None:
                 records = []
-                for _, line in _numbered(first, chunk):
+                for _, line in _numbered(0, chunk):
                     try:
                         records.append(_topics.decode(line))
                     except (msgspec.DecodeError, RecursionError):
@@ -246,30 +256,35 @@ def _progress(path: str, stream: IO[str]) -> Any:
     return tqdm(total=size, unit="B", unit_scale=True, desc="replay", file=stream, leave=False)
 
 
-def _typed_events(chunk: bytes, lines: int) -> list[tuple[int, int, InputEvent]] | None:
-    """(topic rank, µs, event) of every line of a regular chunk, decoded in one call;
-    None if any line is not a valid record (the caller goes line by line)."""
+Entry = tuple[int, int, tuple[int, Any]]
+"""(topic rank, µs, (µs, record)): what the merge takes; it releases the (µs, record)."""
+
+
+def _typed_events(chunk: bytes, lines: int, raw: bool) -> list[Entry] | None:
+    """The entries of every line of a regular chunk, decoded in one call; None if any
+    line is not a valid record (the caller goes line by line). A record is the event,
+    or with `raw` its line."""
     decoded: list[Any] | None = _decode_lines(_typed, chunk, lines)
     if decoded is None:
         return None
     rank_of = _LINE_RANK
     first, end = _FIRST_US, _END_US
-    events = []
-    for line in decoded:
+    entries: list[Entry] = []
+    append = entries.append
+    for line, text in zip(decoded, chunk.split(b"\n") if raw else decoded, strict=False):
         event = line.value
         d = event.ts - EPOCH  # `to_micros`, inlined
         ts = (d.days * 86400 + d.seconds) * 1000000 + d.microseconds
         if ts < first or ts >= end:
             return None  # out of range: the line-by-line way reports it
-        events.append((rank_of[type(line)], ts, event))
-    return events
+        append((rank_of[type(line)], ts, (ts, text if raw else event)))
+    return entries
 
 
-def _events_by_line(
-    first: int, chunk: bytes, report: ReplayReport
-) -> list[tuple[int, int, InputEvent]]:
-    """The valid records of a chunk, each malformed line reported with its number."""
-    events = []
+def _events_by_line(first: int, chunk: bytes, report: ReplayReport, raw: bool) -> list[Entry]:
+    """The entries of a chunk's valid lines, each malformed line reported with its
+    number. With `raw`, a record is its line encoded again from the event."""
+    events: list[Entry] = []
     rank_of = _RANK.get
     errors = report.errors
     for number, line in _numbered(first, chunk):
@@ -291,7 +306,8 @@ def _events_by_line(
         except msgspec.DecodeError as exc:
             errors.append((number, f"invalid {record.topic} value: {exc}"))
             continue
-        events.append((rank, to_micros(event.ts), event))
+        ts = to_micros(event.ts)
+        events.append((rank, ts, (ts, _json.encode(_LINE_TYPE[rank](event)) if raw else event)))
     return events
 
 
@@ -360,38 +376,26 @@ def replay(
     return report
 
 
-def _ordered(
-    path: str, report: ReplayReport, raw: bool
-) -> Iterator[tuple[int, Iterator[tuple[int, Any]]]]:
+def _ordered(path: str, report: ReplayReport, raw: bool) -> Iterator[tuple[int, list[Any]]]:
     """(bytes of the file read, the (µs, record) pairs the merge releases), chunk by
-    chunk; the caller takes every pair before the next step. A record is its event, or
-    with `raw` one line of JSON that `_typed` decodes to it."""
-    merge: TimestampMerge[tuple[int, Any]] = TimestampMerge(len(INPUT_TOPICS))
-    push = merge.push
+    chunk. A record is its event, or with `raw` one line of JSON that `_typed`
+    decodes to it."""
+    merge: BatchMerge[tuple[int, Any]] = BatchMerge(len(INPUT_TOPICS))
     ends = _TopicEnds(path)
     offset = 0
-    for first, offset, chunk in _chunks(path):
+    first = 1  # the chunk's first line number
+    for offset, chunk in _chunks(path):
         lines = _one_object_per_line(chunk)
-        events = _typed_events(chunk, lines)
-        if events is None:
-            events = _events_by_line(first, chunk, report)
-            if raw:
-                encode = _json.encode
-                for rank, ts, event in events:
-                    push(rank, ts, (ts, encode(_LINE_TYPE[rank](event))))
-            else:
-                for rank, ts, event in events:
-                    push(rank, ts, (ts, event))
+        entries = _typed_events(chunk, lines, raw)
+        if entries is None:
+            entries = _events_by_line(first, chunk, report, raw)
         else:
             report.lines += lines
-            if raw:  # the chunk's own lines: one object each, in the order decoded
-                for (rank, ts, _), line in zip(events, chunk.split(b"\n"), strict=False):
-                    push(rank, ts, (ts, line))
-            else:
-                for rank, ts, event in events:
-                    push(rank, ts, (ts, event))
-        # Draining once a chunk releases the same order as after every line: the
-        # merge only ever releases the lowest head, and later lines only add to tails.
+        # `lines` counted the newlines of a regular chunk: its last line may have none.
+        first += lines - (not chunk.endswith(b"\n")) if lines else chunk.count(b"\n")
+        merge.extend(entries)
+        # Releasing once a chunk gives the same order as after every line: the merge
+        # only ever releases the lowest head, and later lines only add to tails.
         yield offset, merge.ready()
         if merge.pending() > HOLD:  # a topic may have ended: it must stop holding on
             for rank in merge.starved():

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from rules import Engine, TimestampMerge
+from rules import BatchMerge, Engine
 from stream_app import replay
 from stream_app.synthetic import generate, to_jsonl_lines
 
@@ -101,7 +101,7 @@ def test_a_failing_reader_reports_why(tmp_path: Path) -> None:
     assert "IsADirectoryError" in message.error
 
 
-class RecordingMerge(TimestampMerge[Any]):
+class RecordingMerge(BatchMerge[Any]):
     most = 0
 
     def ready(self) -> Any:
@@ -131,7 +131,7 @@ def test_a_topic_that_has_ended_stops_holding_the_merge(
     monkeypatch.setattr(replay, "CHUNK", 4096)
     monkeypatch.setattr(replay, "HOLD", lines + 1)  # never looks: holds to the end
     held = run(path, reader=False)
-    monkeypatch.setattr(replay, "TimestampMerge", RecordingMerge)
+    monkeypatch.setattr(replay, "BatchMerge", RecordingMerge)
     monkeypatch.setattr(replay, "HOLD", 200)
     RecordingMerge.most = 0
     bounded = run(path, reader=reader)

@@ -4,7 +4,7 @@ from builders import GROUP, Scenario, micros_at, when
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import TimestampMerge
+from rules import BatchMerge, TimestampMerge
 from schemas import AccessDenied, PassConsumed, PassReturned
 
 
@@ -230,3 +230,40 @@ def test_merge_of_time_ordered_sources_is_one_stable_time_ordered_stream(sources
     expected = sorted((ts, rank, n) for rank, s in enumerate(sources) for n, ts in enumerate(s))
     assert released == expected
     assert merge.pending() == 0
+
+
+# A batch: items (source, ts) pushed in order, then closes, then a release.
+_batches = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), max_size=8),
+        st.sets(st.integers(0, 2), max_size=1),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_batches, st.booleans())
+def test_merge_by_batches_releases_exactly_what_item_by_item_releases(batches, in_order):
+    """SPEC §3 order, a batch at a time (the replay's reader): after every batch the
+    same items come out, in the same order, whether the sources stay in time order
+    (a sort) or one goes back in time (then item by item)."""
+    one: TimestampMerge[int] = TimestampMerge(3)
+    batch: BatchMerge[int] = BatchMerge(3)
+    n = 0
+    for items, closes in batches:
+        if in_order:  # each source's stamps never decrease, as in a time-ordered file
+            items = sorted(items, key=lambda i: i[1])
+        triples = []
+        for source, ts in items:
+            triples.append((source, ts, n))
+            one.push(source, ts, n)
+            n += 1
+        batch.extend(triples)
+        for source in closes:
+            one.close(source)
+            batch.close(source)
+        assert batch.ready() == list(one.ready())
+        assert batch.pending() == one.pending()
+        assert batch.starved() == one.starved()
+    assert batch.flush() == list(one.flush())
