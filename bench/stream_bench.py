@@ -159,7 +159,7 @@ def build_workload(args: argparse.Namespace, tmp: Path) -> Workload:
     replay(str(path), Engine(), lines.append)
     replay_seconds = time.perf_counter() - t0
     expected = {}
-    for line in lines:
+    for line in b"".join(lines).splitlines():
         rec = _event_id.decode(line)
         expected[rec["value"]["event_id"]] = (rec["topic"], rec["value"])
     sessions = len(records) - counts[str(Topic.ALLOCATIONS)]

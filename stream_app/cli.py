@@ -37,18 +37,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             engine = Engine.restore(f.read(), rule_config(args))
     until = to_micros(args.until) if args.until else None
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
-    buffer: list[bytes] = []
-
-    def emit(line: bytes) -> None:
-        buffer.append(line)
-        if len(buffer) >= 4096:
-            out.write(b"\n".join(buffer) + b"\n")
-            buffer.clear()
-
     try:
-        report = replay.replay(args.file, engine, emit, until, progress=sys.stderr)
-        if buffer:
-            out.write(b"\n".join(buffer) + b"\n")
+        report = replay.replay(args.file, engine, out.write, until, progress=sys.stderr)
     finally:
         if args.out:
             out.close()

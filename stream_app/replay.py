@@ -71,7 +71,7 @@ line) is decoded line by line, so errors still name their line."""
 READER_MIN_BYTES = 8 << 20
 """Files this large are read and ordered in a second process (see `replay`)."""
 
-HOLD = 50_000
+HOLD = 10_000
 """Records the merge may hold for a starved topic before the replay looks whether that
 topic has any record left in the file (`_TopicEnds`)."""
 
@@ -97,9 +97,10 @@ class ReplayReport:
     outputs: Counter[str] = field(default_factory=Counter)
 
 
-def encode_output(event: object) -> bytes:
-    """One output as a replay-output line (no newline)."""
-    return _json.encode(OutputLine(OUTPUT_TOPIC[type(event)], event))
+def encode_outputs(events: list[Any]) -> bytes:
+    """Outputs as replay-output lines, each ending in a newline (one encoder call)."""
+    topic = OUTPUT_TOPIC
+    return _json.encode_lines([OutputLine(topic[type(e)], e) for e in events])
 
 
 def _chunks(path: str, start: int = 0) -> Iterator[tuple[int, bytes]]:
@@ -314,12 +315,13 @@ def _events_by_line(first: int, chunk: bytes, report: ReplayReport, raw: bool) -
 def replay(
     path: str,
     engine: Engine,
-    emit: Callable[[bytes], None],
+    emit: Callable[[bytes], object],
     until: int | None = None,
     progress: IO[str] | None = None,
     reader: bool | None = None,
 ) -> ReplayReport:
-    """Apply every record of `path` in merge order; outputs go to `emit` as lines.
+    """Apply every record of `path` in merge order; outputs go to `emit` as blocks of
+    replay-output lines, each line ending in a newline.
 
     With `reader` (by default: files of READER_MIN_BYTES or more, on a machine with
     more than one CPU) a second process reads, validates and orders the file while
@@ -343,9 +345,9 @@ def replay(
             applied += 1
         report.applied += applied
         if out:
-            for o in out:
-                emit(encode_output(o))
-                outputs[OUTPUT_TOPIC[type(o)]] += 1
+            emit(encode_outputs(out))
+            for kind, count in Counter(map(type, out)).items():
+                outputs[OUTPUT_TOPIC[kind]] += count
             out.clear()
 
     bar = _progress(path, progress) if progress is not None else None

@@ -170,4 +170,4 @@ def test_chunked_reading_gives_the_line_by_line_result(
     assert report.applied == 27
     expected = tmp_path / "expected.jsonl"
     assert main(["replay", str(SEED), "--out", str(expected), "--until", day(54)]) == 0
-    assert b"".join(line + b"\n" for line in emitted) == expected.read_bytes()
+    assert b"".join(emitted) == expected.read_bytes()

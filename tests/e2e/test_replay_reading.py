@@ -36,15 +36,15 @@ def site_file(tmp_path: Path, users: int = 300, days: int = 10) -> Path:
     return path
 
 
-def run(path: Path, **kwargs: Any) -> tuple[list[bytes], replay.ReplayReport, bytes]:
+def run(path: Path, **kwargs: Any) -> tuple[bytes, replay.ReplayReport, bytes]:
     engine = Engine()
     emitted: list[bytes] = []
     report = replay.replay(str(path), engine, emitted.append, **kwargs)
-    return emitted, report, engine.snapshot()
+    return b"".join(emitted), report, engine.snapshot()
 
 
-def same(a: tuple[list[bytes], replay.ReplayReport, bytes],
-         b: tuple[list[bytes], replay.ReplayReport, bytes]) -> None:
+def same(a: tuple[bytes, replay.ReplayReport, bytes],
+         b: tuple[bytes, replay.ReplayReport, bytes]) -> None:
     assert a[0] == b[0]  # every output, ids included, in the same order
     assert a[1] == b[1]  # lines, applied, errors with their line numbers, output counts
     assert a[2] == b[2]  # the engine's whole state

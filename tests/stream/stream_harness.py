@@ -37,7 +37,7 @@ def replay_reference(records: list[Record], tmp: Path) -> tuple[dict[str, Record
     lines: list[bytes] = []
     replay(str(src), engine, lines.append)
     outputs = {}
-    for line in lines:
+    for line in b"".join(lines).splitlines():
         rec = json.loads(line)
         outputs[rec["value"]["event_id"]] = rec
     return outputs, msgspec.to_builtins(state_file(engine, None).groups)
