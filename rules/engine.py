@@ -5,7 +5,7 @@ outputs. It reads no clock and does no I/O; time comes only from event timestamp
 and from `advance`, which a live shell calls with wall-clock ticks.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -93,6 +93,30 @@ class Engine:
                 pool.end(event, ts, out)
                 return
         self._dispatch[type(event)](event, out)  # type: ignore[operator]
+
+    def apply_all(self, events: Iterable[tuple[int, InputEvent]], out: list[OutputEvent]) -> None:
+        """`apply(event, out, ts)` of every (ts, event) pair in order, without a call of
+        `apply` for each: the routing of `apply`, repeated here because a call is a
+        fifth of a heartbeat's cost (a replay applies millions)."""
+        pools = self.pools
+        apply = self.apply
+        for ts, event in events:
+            if type(event) is SessionHeartbeat:
+                pool = pools.get(event.group)
+                if pool is not None:
+                    pool.heartbeat(event, ts, out)
+                    continue
+            elif type(event) is SessionStart:
+                pool = pools.get(event.group)
+                if pool is not None:
+                    pool.start(event, ts, out)
+                    continue
+            elif type(event) is SessionEnd:
+                pool = pools.get(event.group)
+                if pool is not None:
+                    pool.end(event, ts, out)
+                    continue
+            apply(event, out, ts)
 
     def apply_grant(self, grant: Grant, out: list[OutputEvent]) -> None:
         """Apply an allocation the ledger already accepted elsewhere (a stream's group

@@ -9,7 +9,7 @@ import gzip
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from rules import Config, Engine
@@ -47,6 +47,10 @@ class _ScenarioEngine(Engine):
         observe = self.usage.observe
         for o in out[n:]:
             observe(o)
+
+    def apply_all(self, events: Iterable[tuple[int, InputEvent]], out: list[OutputEvent]) -> None:
+        for ts, event in events:  # every input through the rewrite above
+            self.apply(event, out, ts)
 
 
 @dataclass

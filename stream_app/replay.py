@@ -15,7 +15,7 @@ import sys
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import IO, Any
@@ -331,19 +331,16 @@ def replay(
         reader = (os.cpu_count() or 1) > 1 and os.path.getsize(path) >= READER_MIN_BYTES
     report = ReplayReport()
     out: list[Any] = []
-    apply = engine.apply
-    last = until if until is not None else NEVER
+    apply_all = engine.apply_all
     outputs = report.outputs
 
-    def run(events: Iterable[tuple[int, InputEvent]]) -> None:
-        applied = 0
-        for ts, event in events:
-            if ts > last:
-                report.after_until += 1
-                continue
-            apply(event, out, ts)
-            applied += 1
-        report.applied += applied
+    def run(events: list[tuple[int, InputEvent]]) -> None:
+        if until is not None:
+            kept = [pair for pair in events if pair[0] <= until]
+            report.after_until += len(events) - len(kept)
+            events = kept
+        apply_all(events, out)
+        report.applied += len(events)
         if out:
             emit(encode_outputs(out))
             for kind, count in Counter(map(type, out)).items():
@@ -371,7 +368,7 @@ def replay(
             gc.enable()
     if until is not None:
         engine.advance(until, out)
-        run(())
+        run([])
     if bar is not None:
         bar.close()
     report.errors.sort()
@@ -456,7 +453,7 @@ def _apply_from_reader(
     path: str,
     bar: Any,
     report: ReplayReport,
-    run: Callable[[Iterable[tuple[int, InputEvent]]], None],
+    run: Callable[[list[tuple[int, InputEvent]]], None],
 ) -> None:
     with open(path, "rb"):  # a file that cannot be read fails here, as without a reader
         pass
@@ -480,8 +477,8 @@ def _apply_from_reader(
             if isinstance(message, _Batch):
                 times = array("q")
                 times.frombytes(message.times)
-                run(zip(times, [line.value for line in decode_lines(message.lines)],
-                        strict=True))
+                run(list(zip(times, [line.value for line in decode_lines(message.lines)],
+                             strict=True)))
                 if bar is not None and message.read > done:
                     bar.update(message.read - done)
                     done = message.read
