@@ -316,8 +316,8 @@ class Pool:
                 self._fire(ts, out)
             rec.clock = t = ts
         sid = ev.session_id
-        session = self.sessions.get(sid)
-        if session is None or session.state != OPEN or ts <= session.last_activity:
+        session = self._idle.get(sid)  # open sessions only
+        if session is None or ts <= session.last_activity:
             # not open (R4), or no newer than activity already applied: a repeat (R13)
             rec.ignored_events += 1
             return
@@ -326,17 +326,18 @@ class Pool:
         journal = self.journal
         if journal is not None:
             journal.append((TOUCH_SESSION, self.group, sid))
-        uid = session.user_id
-        if uid is not None:
-            uap = self.uap
-            if uid in uap:
-                uap[uid] = t
-                if journal is not None:
-                    journal.append((TOUCH_UAP, self.group, uid))
-            elif self._uncovered and session.holder in self._uncovered:
-                # The user access pass that covered these sessions was removed: continued
-                # use needs a login pass from now on (R3, R9).
-                self._cover(session.holder, self.holders[session.holder], t, out)
+        if self.uap or self._uncovered:  # most sites: no user access pass, nothing more
+            uid = session.user_id
+            if uid is not None:
+                uap = self.uap
+                if uid in uap:
+                    uap[uid] = t
+                    if journal is not None:
+                        journal.append((TOUCH_UAP, self.group, uid))
+                elif self._uncovered and session.holder in self._uncovered:
+                    # The user access pass that covered these sessions was removed:
+                    # continued use needs a login pass from now on (R3, R9).
+                    self._cover(session.holder, self.holders[session.holder], t, out)
 
     def end(self, ev: SessionEnd, ts: int, out: list[OutputEvent]) -> None:
         rec = self.record
@@ -349,8 +350,8 @@ class Pool:
                 self._fire(ts, out)
             rec.clock = t = ts
         sid = ev.session_id
-        session = self.sessions.get(sid)
-        if session is None or session.state != OPEN:  # R4, R13
+        session = self._idle.get(sid)  # open sessions only
+        if session is None:  # not open (R4), or ended already (R13)
             rec.ignored_events += 1
             return
         self._close(session, sid, SessionState.ENDED, t)
