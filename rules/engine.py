@@ -70,34 +70,34 @@ class Engine:
             UserAccess: self._user_access,
         }
 
-    def apply(self, event: InputEvent, out: list[OutputEvent], ts: int | None = None) -> None:
-        """Apply one input event; its outputs (and those of timers it fires) go to `out`.
-        `ts` is `to_micros(event.ts)`, if the caller has it already (a replay's merge)."""
-        if ts is None:
-            d = event.ts - EPOCH  # `to_micros`, inlined: a call is a fifth of a heartbeat
-            ts = (d.days * 86400 + d.seconds) * 1000000 + d.microseconds
-        # Session events of allocated groups (nearly all events) skip the dispatch.
+    def apply(self, event: InputEvent, out: list[OutputEvent]) -> None:
+        """Apply one input event; its outputs (and those of timers it fires) go to `out`."""
+        # Session events of allocated groups (nearly all events) skip the dispatch, and
+        # `to_micros` is inlined: a call is a fifth of a heartbeat's cost.
         if type(event) is SessionHeartbeat:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.heartbeat(event, ts, out)
+                d = event.ts - EPOCH
+                pool.heartbeat(event, (d.days * 86400 + d.seconds) * 1000000 + d.microseconds, out)
                 return
         elif type(event) is SessionStart:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.start(event, ts, out)
+                d = event.ts - EPOCH
+                pool.start(event, (d.days * 86400 + d.seconds) * 1000000 + d.microseconds, out)
                 return
         elif type(event) is SessionEnd:
             pool = self.pools.get(event.group)
             if pool is not None:
-                pool.end(event, ts, out)
+                d = event.ts - EPOCH
+                pool.end(event, (d.days * 86400 + d.seconds) * 1000000 + d.microseconds, out)
                 return
         self._dispatch[type(event)](event, out)  # type: ignore[operator]
 
     def apply_all(self, events: Iterable[tuple[int, InputEvent]], out: list[OutputEvent]) -> None:
-        """`apply(event, out, ts)` of every (ts, event) pair in order, without a call of
-        `apply` for each: the routing of `apply`, repeated here because a call is a
-        fifth of a heartbeat's cost (a replay applies millions)."""
+        """`apply` of every (µs, event) pair in order, the µs being `to_micros(event.ts)`
+        (a replay's merge has it): the routing of `apply` without a call of `apply`
+        for each, as a call is a fifth of a heartbeat's cost and so is the µs."""
         pools = self.pools
         apply = self.apply
         for ts, event in events:
@@ -116,7 +116,7 @@ class Engine:
                 if pool is not None:
                     pool.end(event, ts, out)
                     continue
-            apply(event, out, ts)
+            apply(event, out)  # allocations and unallocated groups: rare
 
     def apply_grant(self, grant: Grant, out: list[OutputEvent]) -> None:
         """Apply an allocation the ledger already accepted elsewhere (a stream's group

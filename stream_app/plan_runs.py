@@ -32,8 +32,8 @@ class _ScenarioEngine(Engine):
         self.first: int | None = None
         self.last: int | None = None
 
-    def apply(self, event: InputEvent, out: list[OutputEvent], ts: int | None = None) -> None:
-        t = to_micros(event.ts) if ts is None else ts
+    def apply(self, event: InputEvent, out: list[OutputEvent]) -> None:
+        t = to_micros(event.ts)
         if self.first is None or t < self.first:
             self.first = t
         if self.last is None or t > self.last:
@@ -49,8 +49,8 @@ class _ScenarioEngine(Engine):
             observe(o)
 
     def apply_all(self, events: Iterable[tuple[int, InputEvent]], out: list[OutputEvent]) -> None:
-        for ts, event in events:  # every input through the rewrite above
-            self.apply(event, out, ts)
+        for _, event in events:  # every input through the rewrite above
+            self.apply(event, out)
 
 
 @dataclass
