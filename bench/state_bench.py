@@ -7,7 +7,7 @@
    broker. The changelog topics are read back after the pre-fill and again after the
    mix; the figure is the key + value bytes the mix added, divided by its events.
    Goal: under 512 bytes per event and flat (largest / smallest within 1.3x). The
-   pre-fill is sent in slices of `PREFILL_SLICE` events while the worker runs.
+   pre-fill is sent at once, a backfill the worker checkpoints in many steps.
 2. Recovery. `--records` changelog records (1 000 000 by default) are made by the
    worker's own checkpoint code (`PartitionTask` on the synthetic site, the writes a
    worker makes) and produced to a fresh app's state changelog. Then, in the same run:
@@ -109,12 +109,10 @@ async def _changelog_bytes(cfg: StreamConfig, timeout: float) -> tuple[int, int]
 IDLE = 5.0
 """Seconds with no input before the live events: what an idle worker writes a second
 (ticks checkpoint their acknowledgements) is measured then and deducted."""
-PREFILL_SLICE = 600
-"""The pre-fill is sent in slices while the worker runs, each once the slice before the
-previous one is applied, so no checkpoint holds more than two slices. As one backfill,
-a checkpoint of 2 000 logins in one group writes a commit record over the producer's
-1 MB request limit and the worker stops (a known problem of the worker, see
-bench/profile.md); a fixed send rate was not enough on a busy machine."""
+PREFILL_SLICE = 10_000
+"""Pre-fill events per produce call; the worker gets them as one backfill (its
+checkpoints are cut at `CHECKPOINT_UPDATES` record updates, so a burst of logins
+into one group makes many checkpoints, none too large)."""
 
 
 async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, paced: int,
@@ -135,14 +133,8 @@ async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, pace
     alive = alive_check(proc, log_path)
     try:
         ends: dict[Any, int] = {}
-        behind: dict[Any, int] = {}
         for i in range(0, len(prefill), PREFILL_SLICE):
             ends.update(await _produce(cfg, prefill[i:i + PREFILL_SLICE]))
-            if behind:  # the slice before this one applied: at most two in flight
-                tps = {TopicPartition(t, p): e for (t, p), e in behind.items()}
-                await committed_reach(broker, cfg.app_id, tps, time.time() + timeout,
-                                      alive, cpu)
-            behind = dict(ends)
         tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
         await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
         idle0 = await _changelog_bytes(cfg, timeout)

@@ -59,6 +59,7 @@ class Pool:
         "_next_due",
         "_passes_per_token",
         "_purges",
+        "_returning",
         "_returns",
         "_timeout",
         "_uncovered",
@@ -97,6 +98,9 @@ class Pool:
         self.sessions: dict[str, Session] = {}
         self.holders: dict[str, Holder] = {}
         self._returns: deque[list[int]] = deque()
+        self._returning: dict[int, list[int]] = {}
+        """The entries of `_returns` by instant: a checkpoint reads the count of each
+        instant an event touched, in any order, without a scan of the calendar."""
         self._windows: deque[tuple[int, int, str]] = deque()
         self._idle: OrderedDict[str, Session] = OrderedDict()
         """Open sessions, least recently active first: in deadline order."""
@@ -135,16 +139,8 @@ class Pool:
 
     def returning_at(self, instant: int) -> int:
         """Passes due back at `instant` (0 once they have returned)."""
-        returns = self._returns
-        if returns:
-            if returns[-1][0] == instant:
-                return returns[-1][1]
-            if returns[0][0] == instant:
-                return returns[0][1]
-        for at, count in returns:
-            if at == instant:
-                return count
-        return 0
+        entry = self._returning.get(instant)
+        return 0 if entry is None else entry[1]
 
     def returns_calendar(self) -> list[tuple[int, int]]:
         """(instant, passes returning then), soonest first."""
@@ -417,7 +413,8 @@ class Pool:
         if returns and returns[-1][0] == back:
             returns[-1][1] += 1
         else:
-            returns.append([back, 1])
+            returns.append(entry := [back, 1])
+            self._returning[back] = entry
         rec.seq += 1
         end = holder.window_end = t + self._window
         holder.window_seq = rec.seq
@@ -499,6 +496,7 @@ class Pool:
 
     def _return(self, entry: list[int], out: list[OutputEvent]) -> None:
         instant, count = entry
+        del self._returning[instant]
         rec = self.record
         rec.in_use -= count
         rec.returned += count
@@ -588,6 +586,7 @@ class Pool:
         self.sessions = sessions
         self.holders = holders
         self._returns = deque([instant, count] for instant, count in sorted(returns))
+        self._returning = {entry[0]: entry for entry in self._returns}
         self._windows = deque(
             sorted(
                 (h.window_end, h.window_seq, key) for key, h in holders.items() if h.window_end

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from builders import GROUP, Scenario, when
 
-from rules import Config
+from rules import Config, Engine
 from schemas import PassReturned
 
 
@@ -130,3 +130,30 @@ def test_r7_returns_calendar_lists_instants_and_counts_soonest_first():
 
     assert [count for _, count in s.pool().returns_calendar()] == [2, 1]
     assert micros == sorted(micros)
+
+
+def test_r7_the_count_due_back_at_any_instant_is_read_from_the_calendar():
+    """A checkpoint reads, for every return instant an event touched, the passes due
+    back then: the count while they are out, 0 once they have returned, whatever the
+    instant's place in the calendar, and the same after a restore."""
+    s = Scenario.with_pool(tokens=2)
+    for minute in range(12):
+        s.at(1, 9, minute).start(f"anon-{minute}")
+        if minute % 3 == 0:
+            s.start(f"anon-{minute}-b")  # two passes due back at one instant
+    pool = s.pool()
+    calendar = dict(pool.returns_calendar())
+    assert len(calendar) == 12 and sorted(set(calendar.values())) == [1, 2]
+    for instant, count in calendar.items():
+        assert pool.returning_at(instant) == count
+    assert pool.returning_at(min(calendar) - 1) == pool.returning_at(max(calendar) + 1) == 0
+
+    s.advance(29, 9, 5, 30)  # the first six instants come due
+    due = dict(pool.returns_calendar())
+    assert len(due) == 6
+    for instant, count in calendar.items():
+        assert pool.returning_at(instant) == due.get(instant, 0)
+
+    restored = Engine.restore(s.engine.snapshot()).pools[GROUP]
+    for instant in calendar:
+        assert restored.returning_at(instant) == due.get(instant, 0)
