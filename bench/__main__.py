@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Path(d) / "stream.md"
             quiet = io.StringIO()
             with contextlib.redirect_stdout(quiet):
-                stream_bench.main(["--runs", str(min(args.runs, 3)), "--out", str(out)])
+                stream_bench.main(["--runs", str(min(args.runs, 3)), "--events", "100000",
+                                   "--out", str(out)])
             part5 = _demote(out.read_text(encoding="utf-8"))
             scaling = Path(d) / "scaling.md"
             with contextlib.redirect_stdout(quiet):

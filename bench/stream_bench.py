@@ -833,7 +833,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--events", type=int, default=50_000,
+    ap.add_argument("--events", type=int, default=100_000,
                     help="about this many records (a whole site is generated)")
     ap.add_argument("--users", type=int, help="users of the site (default: from --events)")
     ap.add_argument("--groups", type=int, default=50)
