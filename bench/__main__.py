@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *_stream_rows(part5, verdict),
         "",
     ]
-    tail = [f"Total bench time {time.perf_counter() - started:.0f} s.", ""]
+    tail = ["", f"Total bench time {time.perf_counter() - started:.0f} s.", ""]
     body = head + summary + part1 + part2 + part3 + part4 + part5 + tail
     Path(args.out).write_text("\n".join(body), encoding="utf-8")
     print("\n".join(summary + tail))
