@@ -662,6 +662,10 @@ class Worker:
                     )
             await self.app.producer.flush()
             self._ledger_seen = max(self._ledger_seen, last)
+            # A table store files a write under its task's current event (RocksDB: its
+            # partition); `take_events` fills its batches in another task, so name the
+            # batch's last event here (every ledger input is on partition 0).
+            stream._set_current_event(events[-1])
             self.ledger_table[LEDGER_KEY] = writer.to_bytes()
             await self.ledger_table.delivered()  # before the batch's offsets commit
             self._ledger_busy = False
