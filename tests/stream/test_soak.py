@@ -136,8 +136,12 @@ def test_memory_stays_flat_and_closed_sessions_leave_the_state(
     # heartbeat must still find it, R13), then deleted at the group's next timer (a
     # renewal or timeout: within a window or two while the group is in use). Sessions
     # that open and close between two checkpoints never reach the table at all.
+    # How many tombstones there are depends on batching: a session written by one
+    # checkpoint is deleted by a later one, but a backlog taken in full batches may
+    # open, close and forget a session before any checkpoint writes it (one run saw
+    # no tombstone at all). That closed sessions leave the state is the bound below.
     kept = recently_active(records, timedelta(days=1, hours=2))
-    assert dead["S"] > 0 and live["S"] > 0
+    assert live["S"] > 0
     assert live["S"] <= open_sessions + len(kept) < len(sessions) / 4
     # Return records are bounded by the passes in use, so by the pools' capacity.
     assert live["R"] <= capacity
