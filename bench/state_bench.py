@@ -62,7 +62,7 @@ from schemas import (
     to_micros,
 )
 from schemas.internal import GroupTokens
-from stream_app.broker import EmbeddedBroker, create_topics
+from stream_app.broker import EmbeddedBroker, create_topics, free_port, session_topic_names
 from stream_app.config import StreamConfig
 from stream_app.partition_task import ENDS, HEARTBEATS, STARTS, PartitionTask
 from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
@@ -128,15 +128,18 @@ async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, pace
     prefill = pool_prefill(group, capacity, m0)
     mix = pool_mix(group, m0, mix_per_consumer)
     log_path = tmp / f"worker-{cfg.app_id}.log"
-    proc = spawn(worker_args(cfg, tmp), log_path)
+    port = free_port()
+    proc = spawn(worker_args(cfg, tmp, port), log_path)
     cpu = CpuLog({"worker": proc.pid})
+    worker = (port, session_topic_names(cfg))
     alive = alive_check(proc, log_path)
     try:
         ends: dict[Any, int] = {}
         for i in range(0, len(prefill), PREFILL_SLICE):
             ends.update(await _produce(cfg, prefill[i:i + PREFILL_SLICE]))
         tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-        await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
+        await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu,
+                              worker=worker)
         idle0 = await _changelog_bytes(cfg, timeout)
         t_idle = time.time()
         await asyncio.sleep(IDLE)
@@ -146,12 +149,14 @@ async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, pace
         for ev in mix[:paced]:  # live traffic: each event applied and checkpointed alone
             ends.update(await _produce(cfg, [ev]))
             tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-            await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
+            await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu,
+                              worker=worker)
         middle = await _changelog_bytes(cfg, timeout)
         paced_seconds = time.time() - t_before
         ends.update(await _produce(cfg, mix[paced:]))  # a backfill: large batches
         tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-        await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu)
+        await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu,
+                              worker=worker)
         after = await _changelog_bytes(cfg, timeout)
     finally:
         stop(proc)

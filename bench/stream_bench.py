@@ -70,9 +70,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import version
@@ -274,22 +275,47 @@ class CpuLog:
 # -- Kafka reads ---------------------------------------------------------------------
 
 
+_DURABLE = re.compile(
+    r'^tokenpool_input_durable_offset\{partition="(\d+)",topic="([^"]+)"\} (\S+)$', re.M
+)
+
+
+def durable_offsets(port: int) -> dict[TopicPartition, int]:
+    """The worker's `tokenpool_input_durable_offset` series: how far its durable state
+    has applied each session-topic partition it owns."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {TopicPartition(t, int(p)): int(float(v)) for p, t, v in _DURABLE.findall(text)}
+
+
 async def committed_reach(
     bootstrap: str, group: str, ends: dict[TopicPartition, int], deadline: float,
     alive: Callable[[], None], cpu: CpuLog, extra: Callable[[], Any] | None = None,
+    worker: tuple[int, Collection[str]] | None = None,
 ) -> float:
     """Wall time at which `group`'s committed offsets were first seen at `ends` (and
     `extra()`, if given, returned true). Checks every POLL seconds until `deadline`,
-    sampling `cpu` each time."""
+    sampling `cpu` each time. With `worker` (its web port and session topic names), the
+    session topics' offsets are the tokenpool worker's durable ones (it reads them
+    outside the group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
+    port, names = worker if worker is not None else (0, ())
+    sessions = {tp: e for tp, e in ends.items() if tp.topic in names}
+    ends = {tp: e for tp, e in ends.items() if tp not in sessions}
     try:
         while True:
             alive()
             cpu.sample()
             done = True
-            for tp, end in ends.items():
+            if sessions:
+                try:
+                    durable = await asyncio.to_thread(durable_offsets, port)
+                except OSError:
+                    durable = {}
+                done = all(durable.get(tp, -1) >= end for tp, end in sessions.items())
+            for tp, end in ends.items() if done else ():
                 offset = await asyncio.wait_for(consumer.committed(tp), 10)
                 if offset is None or offset < end:
                     done = False
@@ -431,14 +457,14 @@ class Run:
         return {tp: e for tp, e in self.ends.items() if tp.topic in names}
 
 
-def worker_args(config: StreamConfig, tmp: Path) -> list[str]:
+def worker_args(config: StreamConfig, tmp: Path, port: int | None = None) -> list[str]:
     t = config.topics
     return [
         sys.executable, "-m", "stream_app", "--log-level", "info", "worker",
         "--broker", config.broker, "--app-id", config.app_id, "--mode", "replay",
         "--partitions", str(config.partitions), "--store", "memory://",
         "--session-timeout", f"{SESSION_TIMEOUT:g}s",
-        "--web-host", "127.0.0.1", "--web-port", str(free_port()),
+        "--web-host", "127.0.0.1", "--web-port", str(port or free_port()),
         "--data-dir", str(tmp / f"data-{config.app_id}"),
         "--topic-session-start", t.session_start,
         "--topic-session-heartbeat", t.session_heartbeat,
@@ -482,12 +508,14 @@ async def run_worker(run: Run) -> Result:
     cfg = run.config
     log_path = run.tmp / f"worker-{cfg.app_id}.log"
     spawned = time.time()
-    proc = spawn(worker_args(cfg, run.tmp), log_path)
+    port = free_port()
+    proc = spawn(worker_args(cfg, run.tmp, port), log_path)
     cpu = CpuLog({"self": proc.pid, "broker": run.broker_pid, "bench": os.getpid()})
     try:
         committed = await committed_reach(
             cfg.broker, cfg.app_id, run.ends, spawned + run.timeout,
             alive_check(proc, log_path), cpu,
+            worker=(port, session_topic_names(cfg)),
         )
         cpu.sample()
     finally:

@@ -6,9 +6,12 @@ Two agents, no rule decided in either:
   decides every allocation against the licence (R9, R10). Accepted group
   allocations go to the group's partition of the internal grants topic; UAP changes
   go to every partition.
-- `pools` consumes the session topics, the grants and the ticks as one co-partitioned
-  channel. Each partition has a `PartitionTask` (event-time merge + engine); its
-  state lives in the `state` table as small keyed records, written at checkpoints.
+- `pools` consumes the grants and the ticks as one co-partitioned channel; the session
+  topics of the same partitions, nearly all the input, come in batches from a
+  `SessionReader` (one aiokafka consumer: Faust's per-record stream path costs more
+  than the rules). Each partition has a `PartitionTask` (event-time merge + engine);
+  its state lives in the `state` table as small keyed records, written at
+  checkpoints. One lock keeps the agent and the reader from interleaving.
 """
 
 import asyncio
@@ -57,6 +60,7 @@ from stream_app.partition_task import (
     partition_of_key,
     record_key,
 )
+from stream_app.session_reader import SessionReader
 
 log = logging.getLogger("tokenpool.worker")
 
@@ -192,6 +196,13 @@ class Worker:
         self._skew = int(config.rules.max_clock_skew.total_seconds() * 1_000_000)
         self._partitioner = DefaultPartitioner()
         self._event_counts: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+        """Held while an input is handled or a checkpoint written, by the pools agent or
+        the session reader: a partition's checkpoints must not interleave."""
+        self.durable: dict[int, dict[int, int]] = {}
+        """Partition → merge source → last offset applied that the changelog holds."""
+        self._pools_stream: Any = None
+        """The pools agent's stream: acknowledges ticks and grants at checkpoints."""
         self.counters: Any = None  # set by web.install
         self.app = self._build()
         self.rewinder = InputRewinder(
@@ -254,9 +265,12 @@ class Worker:
         raw = {"key_type": bytes, "value_type": bytes,
                "key_serializer": "raw", "value_serializer": "raw"}
         self.ticks_name = ticks_topic(cfg)
-        inputs = app.topic(
-            names.session_start, names.session_heartbeat, names.session_end,
-            grants_topic(cfg), self.ticks_name, **raw,
+        inputs = app.topic(grants_topic(cfg), self.ticks_name, **raw)
+        self.session_topics = (names.session_start, names.session_heartbeat,
+                               names.session_end)
+        self.reader = SessionReader(
+            client_kwargs(cfg), self.session_topics, self._on_sessions,
+            read_committed=cfg.guarantee == "exactly_once",
         )
         self.allocations = app.topic(names.allocations, partitions=1, **raw)
         self.feedback_name = feedback_topic(cfg)
@@ -288,6 +302,7 @@ class Worker:
         app.agent(ledger_inputs, name="ledger")(self._ledger_agent)
         wake = min(0.1, cfg.idle_wait.total_seconds() / 2)
         app.timer(wake, name="ticks")(self._send_ticks)
+        app.task(self.reader.run)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
         return app
@@ -365,8 +380,10 @@ class Worker:
             self.ledger = None
             self._ledger_seen = -1
         self.rewinder.forget(revoked)
+        self.reader.remove({tp.partition for tp in revoked if tp.topic == self.ticks_name})
         for tp in revoked:
             self._seen.pop((tp.partition, self.rank.get(tp.topic, -1)), None)
+            self.durable.pop(tp.partition, None)
             if self.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
 
@@ -379,6 +396,9 @@ class Worker:
             for key, value in redo:  # finish the last checkpoint (a crash may cut it)
                 self._write(self.state, key, value)
             self.tasks[partition] = task
+            applied = task.applied
+            self.durable[partition] = dict(applied)
+            self.reader.add(partition, lambda topic: applied.get(self.rank[topic], -1) + 1)
             log.info(
                 "partition loaded partition=%d groups=%d applied=%s",
                 partition, len(task.engine.pools), task.applied,
@@ -386,12 +406,73 @@ class Worker:
         return task
 
     async def _pools_agent(self, stream: Any) -> None:
+        self._pools_stream = stream
         async for event in stream.noack().events():
-            self._pools_busy = True
-            await self._pools_event(event, stream)
-            self._pools_busy = False
+            async with self._lock:
+                self._pools_busy = True
+                await self._pools_event(event)
+                self._pools_busy = False
 
-    async def _pools_event(self, event: Any, stream: Any) -> None:
+    async def _on_sessions(self, batch: dict[Any, list[Any]]) -> None:
+        """A fetch of session records: offered to their partitions' tasks in order,
+        checkpointed as the agent's inputs are."""
+        async with self._lock:
+            self._pools_busy = True
+            self._pools_input_at = time.monotonic()
+            try:
+                now = time.time()
+                for tp, records in batch.items():
+                    task = self.tasks.get(tp.partition)
+                    if task is not None and not self.reader.stale(tp):
+                        await self._take(task, tp, records, now)
+            finally:
+                self._pools_busy = False
+
+    async def _take(self, task: PartitionTask, tp: Any, records: list[Any],
+                    now: float) -> None:
+        partition, topic = task.partition, tp.topic
+        source = self.rank[topic]
+        key = (partition, source)
+        decode = self.decoders[topic]
+        live = self.config.mode == "live"
+        last = self._seen.get(key, task.applied.get(source, -1))
+        self._idle_since.pop(key, None)
+        self._count_event(topic, len(records))
+        for msg in records:
+            offset = msg.offset
+            if offset <= last:
+                continue  # in the state already
+            last = self._seen[key] = offset
+            try:
+                value = decode(msg.value)
+            except BAD_RECORD as exc:
+                task.ack_only(None, source)
+                await self._dead_letter(msg, "invalid", str(exc))
+            else:
+                if live and self._too_far_ahead(value.ts, now):
+                    task.ack_only(None, source)
+                    await self._dead_letter(
+                        msg, "future_timestamp",
+                        f"{value.ts.isoformat()} is beyond max clock skew",
+                    )
+                else:
+                    task.offer(source, offset, value, None)
+            if (
+                task.pending_inputs() >= CHECKPOINT_EVERY
+                or task.pending_updates() >= CHECKPOINT_UPDATES
+            ):
+                await self._checkpoint(task)
+                self._first_pending.pop(partition, None)
+            if self.tasks.get(partition) is not task or self.reader.stale(tp):
+                return  # revoked meanwhile: its next owner reads from the state
+        self._maybe_flush_merge(task, now)
+        if task.has_pending():
+            first = self._first_pending.setdefault(partition, now)
+            if now - first >= CHECKPOINT_LINGER:
+                await self._checkpoint(task)
+                self._first_pending.pop(partition, None)
+
+    async def _pools_event(self, event: Any) -> None:
         msg = event.message
         partition = msg.partition
         if not self._owns(msg.tp):
@@ -423,12 +504,13 @@ class Worker:
                 or task.pending_updates() >= CHECKPOINT_UPDATES
                 or (msg.topic == self.ticks_name and not pending)
             ):
-                await self._checkpoint(task, stream)
+                await self._checkpoint(task)
                 self._first_pending.pop(partition, None)
 
     async def _offer(self, task: PartitionTask, event: Any, now: float) -> None:
+        """A grants record (the agent's only input besides ticks)."""
         msg = event.message
-        source = self.rank[msg.topic]
+        source = GRANTS
         key = (task.partition, source)
         last = self._seen.get(key)
         if last is None:
@@ -438,13 +520,9 @@ class Worker:
         if msg.offset > last + 1 and await self.rewinder.skip(msg.tp, last, msg.offset):
             return  # not applied, not acknowledged: it comes again after those before it
         self._seen[key] = msg.offset
-        if source != GRANTS:
-            self._pools_input_at = time.monotonic()
         if task.is_applied(source, msg.offset):
             task.ack_only(event, source)  # re-delivered after a crash: already in the state
             return
-        if source != GRANTS:
-            self._count_event(msg.topic)
         try:
             value = self.decoders[msg.topic](msg.value)
         except BAD_RECORD as exc:
@@ -456,15 +534,7 @@ class Worker:
             task.ack_only(event, source)
             self._maybe_flush_merge(task, now)
             return
-        if source == GRANTS:
-            self._pools_input_at = time.monotonic()
-        if source != GRANTS and self._too_far_ahead(value.ts, now):
-            await self._dead_letter(
-                msg, "future_timestamp",
-                f"{value.ts.isoformat()} is beyond max clock skew",
-            )
-            task.ack_only(event, source)
-            return
+        self._pools_input_at = time.monotonic()
         self._idle_since.pop((task.partition, source), None)
         task.offer(source, msg.offset, value, event)
         self._maybe_flush_merge(task, now)
@@ -484,7 +554,6 @@ class Worker:
             self._blocked_since.pop(partition, None)
             return
         idle = self.config.idle_wait.total_seconds()
-        consumer = self.app.consumer
         starved = task.starved()
         for source in starved:
             if source == GRANTS:
@@ -496,10 +565,7 @@ class Worker:
                 continue
             key = (partition, source)
             since = self._idle_since.setdefault(key, now)
-            try:
-                highwater = consumer.highwater(TP(self.source_topic[source], partition))
-            except Exception:
-                highwater = None
+            highwater = self.reader.highwater(self.source_topic[source], partition)
             if highwater is None:
                 if now - since < idle:
                     return
@@ -523,7 +589,7 @@ class Worker:
     async def _on_assigned(self, sender: Any, assigned: set[TP], **_: Any) -> None:
         self._assigned = set(assigned)
 
-    async def _checkpoint(self, task: PartitionTask, stream: Any) -> None:
+    async def _checkpoint(self, task: PartitionTask) -> None:
         cp = task.checkpoint()
         for o in cp.outputs:
             await self.outputs[o.topic].send(key=o.key, value=o.value)
@@ -545,8 +611,12 @@ class Worker:
             # Faust's table recovery reads a changelog up to that end) hides nothing.
             self.state[record_key(task.partition, "F", "", "")] = b"f"
             await self.state.delivered()
+            if self.tasks.get(task.partition) is task:
+                self.durable[task.partition] = cp.offsets
+        stream = self._pools_stream
         for handle in cp.acks:
-            await stream.ack(handle)
+            if handle is not None:  # session records: the state's offsets are their ack
+                await stream.ack(handle)
 
     @staticmethod
     def _write(table: Any, key: bytes, value: bytes | None) -> None:
@@ -556,11 +626,11 @@ class Worker:
         else:
             table[key] = value
 
-    def _count_event(self, topic: str) -> None:
+    def _count_event(self, topic: str, n: int = 1) -> None:
         child = self._event_counts.get(topic)
         if child is None:
             child = self._event_counts[topic] = self.counters.events.labels(topic)
-        child.inc()
+        child.inc(n)
 
     async def _dead_letter(self, msg: Any, reason: str, detail: str) -> None:
         """`reason` is a short code (a metric label: bounded); `detail` says what was

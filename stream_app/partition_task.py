@@ -103,6 +103,8 @@ class Checkpoint:
     writing a commit record for them would grow the changelog while the site is idle."""
     updates: list[tuple[bytes, bytes | None]]
     acks: list[Any]
+    offsets: dict[int, int]
+    """Merge source → last offset applied, as the state holds it once this is written."""
 
 
 class _InOrderAcks:
@@ -351,6 +353,7 @@ class PartitionTask:
             commit=commit,
             updates=update_list,
             acks=p.acks,
+            offsets=dict(self._committed),
         )
         self._journal.clear()
         self._pending = _Pending()

@@ -97,6 +97,39 @@ class PoolCollector(Collector):
         yield denied
 
 
+class InputCollector(Collector):
+    """Lag of the session topics, which the worker reads outside the consumer group
+    (Faust's `faust_topic_partition_*` offsets cover the other inputs): the end of each
+    owned partition and where the state's last durable checkpoint stops in it."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    def collect(self) -> Any:
+        end = GaugeMetricFamily(
+            "tokenpool_input_end_offset",
+            "Offset the next record written to the input partition takes (last fetch).",
+            labels=["topic", "partition"],
+        )
+        durable = GaugeMetricFamily(
+            "tokenpool_input_durable_offset",
+            "Offset of the first input record the durable state has not applied: where "
+            "a restart reads from. Lag is the end offset minus this.",
+            labels=["topic", "partition"],
+        )
+        worker = self.worker
+        for partition in sorted(worker.tasks):
+            offsets = worker.durable.get(partition, {})
+            for topic in worker.session_topics:
+                labels = [topic, str(partition)]
+                durable.add_metric(labels, offsets.get(worker.rank[topic], -1) + 1)
+                high = worker.reader.highwater(topic, partition)
+                if high is not None:
+                    end.add_metric(labels, high)
+        yield end
+        yield durable
+
+
 REJECT_REASONS = ("invalid", "future_timestamp")
 """Dead-letter reason codes: the `reason` label of `events_rejected_total`."""
 
@@ -128,6 +161,7 @@ def install(worker: Any) -> CollectorRegistry:
     messages, table operations, commit latency, end and committed offsets for lag)."""
     registry = CollectorRegistry()
     registry.register(PoolCollector(worker))
+    registry.register(InputCollector(worker))
     names = worker.config.topics
     worker.counters = EventCounters(registry, [
         names.session_start, names.session_heartbeat, names.session_end, names.allocations,

@@ -1,0 +1,154 @@
+"""The session topics, read in batches by one aiokafka consumer outside Faust's streams.
+
+Faust's stream machinery costs about 140 µs of CPU per record before an agent sees it
+(`bench/profile.md`, "Faust's per-event ceiling"): a month's backfill at that rate takes
+far longer than the engine needs. The session topics carry nearly every input, so the
+worker reads them here, a fetch batch at a time, and Faust keeps what it does well:
+the group, the assignment of partitions, the changelog-backed state table and the
+low-volume inputs (grants, ticks, allocations).
+
+There is no consumer group here. The state's commit records already hold the offset of
+the last record applied from every input partition, and that is where reading starts
+(`add`), so the group's committed offsets never decide what is applied. A partition is
+read while the worker holds its task: from the moment the pools agent loads the task
+(after Faust restored its state) until Faust revokes it.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger("tokenpool.worker")
+
+FETCH_WAIT_MS = 100
+"""Longest a fetch waits for records: also how soon an assignment change takes effect."""
+MAX_RECORDS = 2000
+"""Records handed over per batch at most (one checkpoint's worth of inputs)."""
+RETRY_AFTER = 1.0
+"""Seconds before reading again after the broker refused a fetch."""
+
+Handler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]]
+
+
+class SessionReader:
+    """Reads the session topics of the partitions handed to it, from given offsets.
+
+    `handle` gets each fetched batch (topic partition → records in offset order) and
+    must not return before it is done with it. Only records of partitions added and
+    not removed since the fetch reach it, each once, in order."""
+
+    def __init__(self, client_kwargs: dict[str, Any], topics: Sequence[str],
+                 handle: Handler, *, read_committed: bool) -> None:
+        self._client_kwargs = client_kwargs
+        self._topics = tuple(topics)
+        self._handle = handle
+        self._read_committed = read_committed
+        self._consumer: AIOKafkaConsumer | None = None
+        self._next: dict[TopicPartition, int] = {}
+        """Partition read → offset of the next record to hand over."""
+        self._changes: dict[TopicPartition, int | None] = {}
+        """Not yet applied to the consumer: partition → offset to start at (None: stop)."""
+        self._changed = asyncio.Event()
+
+    # -- what to read (called from the worker's tasks) -----------------------------
+
+    def add(self, partition: int, start: Callable[[str], int]) -> None:
+        """Read `partition` of every session topic, each from `start(topic)` on."""
+        for topic in self._topics:
+            self._changes[TopicPartition(topic, partition)] = start(topic)
+        self._changed.set()
+
+    def remove(self, partitions: Iterable[int]) -> None:
+        """Stop reading these partitions; records of them already fetched are dropped."""
+        for partition in partitions:
+            for topic in self._topics:
+                tp = TopicPartition(topic, partition)
+                if tp in self._next or tp in self._changes:
+                    self._changes[tp] = None
+        self._changed.set()
+
+    def stale(self, tp: TopicPartition) -> bool:
+        """Records of `tp` fetched before now are not to be handled: the partition was
+        added or removed since (it is read again from its new start, if at all)."""
+        return tp in self._changes
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """End of the partition as of the last fetch (the last stable offset when reading
+        committed records only): None when not known yet."""
+        consumer = self._consumer
+        tp = TopicPartition(topic, partition)
+        if consumer is None or tp not in self._next:
+            return None
+        try:
+            if self._read_committed:
+                return consumer.last_stable_offset(tp)
+            return consumer.highwater(tp)
+        except Exception:  # not assigned (any more)
+            return None
+
+    # -- the loop (an app task) ------------------------------------------------------
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            **self._client_kwargs, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if self._read_committed else "read_uncommitted",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            while True:
+                self._apply_changes(consumer)
+                if not self._next:
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                try:
+                    batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
+                                                   max_records=MAX_RECORDS)
+                except KafkaError as exc:
+                    log.warning("session topics: fetch failed, reading again: %r", exc)
+                    await asyncio.sleep(RETRY_AFTER)
+                    continue
+                fresh = self._fresh(batch)
+                if fresh:
+                    await self._handle(fresh)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    def _apply_changes(self, consumer: AIOKafkaConsumer) -> None:
+        if not self._changes:
+            return
+        changes, self._changes = self._changes, {}
+        for tp, start in changes.items():
+            if start is None:
+                self._next.pop(tp, None)
+            else:
+                self._next[tp] = start
+        # A new assignment forgets every position: all are set again.
+        consumer.assign(list(self._next))
+        for tp, offset in self._next.items():
+            consumer.seek(tp, offset)
+        log.info("session topics: reading partitions %s",
+                 sorted({tp.partition for tp in self._next}))
+
+    def _fresh(self, batch: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """The records of a fetch still wanted: their partition is read and was not
+        changed since, and each comes once."""
+        fresh: dict[TopicPartition, list[Any]] = {}
+        for tp, records in batch.items():
+            expected = self._next.get(tp)
+            if expected is None or tp in self._changes or not records:
+                continue
+            if records[0].offset < expected:
+                records = [r for r in records if r.offset >= expected]
+                if not records:
+                    continue
+            self._next[tp] = records[-1].offset + 1
+            fresh[tp] = records
+        return fresh
