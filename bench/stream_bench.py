@@ -5,7 +5,9 @@ A synthetic site (`stream_app.synthetic.generate`, ~`--events` events, 50 groups
 weeks) is written to fresh topics with 4 partitions, keyed by group, BEFORE any consumer
 starts (a backfill). In every run three consumers then read the same session records,
 one after the other (the order rotates from run to run); meanwhile this process only
-checks the group's committed offsets every 0.2 s:
+checks how far each has got: the group's committed offsets every 0.2 s, and for the
+worker's session topics (which it reads outside the group) the durable offsets on its
+`/metrics` every second:
 
 (w) the tokenpool worker, `python -m stream_app worker --mode replay`, a subprocess with
     a fresh app id (so a fresh consumer group, tables and internal topics) and fresh
@@ -33,13 +35,13 @@ column):
   before it writes that record, so at that instant every input was applied and every
   output durable. The other candidates are unsound or loose: the last expected output
   can come before the last inputs (heartbeats that change nothing visible), and the
-  group's committed offsets trail completion by up to Faust's commit interval (2.8 s),
-  which would be 20 % of a 15 s run. Both are still shown (`last output`,
-  `committed seen`) to show the spread. (b) the CreateTime of the last record on the
+  polls trail completion by up to their interval (and the allocations' committed
+  offset by up to Faust's commit interval, 2.8 s). Both are still shown (`last
+  output`, `committed seen`) to show the spread. (b) the CreateTime of the last record on the
   sink; (a) when the last produce is acknowledged.
 
-A run waits (bounded by `--timeout`) until the group's committed offsets reach the end
-of every input partition (and, for (b), every record is on the sink), then stops the
+A run waits (bounded by `--timeout`) until those offsets reach the end of every input
+partition (and, for (b), every record is on the sink), then stops the
 worker and reads the changelog and outputs back. End offsets come from the producers'
 acknowledgements: Tansu 0.6 answers ListOffsets(latest) with the base offset of the
 last batch + 1, not the high watermark, so `consumer.end_offsets` is not used.
@@ -97,6 +99,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 POLL = 0.2
 """Seconds between checks of committed offsets while a path runs."""
+WORKER_POLL = 1.0
+"""Seconds between reads of the worker's durable offsets while (w) runs: each is a
+`/metrics` scrape (about 10 ms of the worker's CPU), and "done" comes from the changelog,
+not from when the poll saw it."""
 STOP_GRACE = 10.0
 """Seconds a worker gets to stop on SIGTERM before its process group is killed."""
 
@@ -291,12 +297,12 @@ def durable_offsets(port: int) -> dict[TopicPartition, int]:
 async def committed_reach(
     bootstrap: str, group: str, ends: dict[TopicPartition, int], deadline: float,
     alive: Callable[[], None], cpu: CpuLog, extra: Callable[[], Any] | None = None,
-    worker: tuple[int, Collection[str]] | None = None,
+    worker: tuple[int, Collection[str]] | None = None, poll: float = POLL,
 ) -> float:
     """Wall time at which `group`'s committed offsets were first seen at `ends` (and
-    `extra()`, if given, returned true). Checks every POLL seconds until `deadline`,
-    sampling `cpu` each time. With `worker` (its web port and session topic names), the
-    session topics' offsets are the tokenpool worker's durable ones (it reads them
+    `extra()`, if given, returned true). Checks every `poll` seconds until `deadline`,
+    sampling `cpu` each time. With `worker` (its web port and session topic names),
+    the session topics' offsets are the tokenpool worker's durable ones (it reads them
     outside the group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False)
@@ -324,7 +330,7 @@ async def committed_reach(
                 return time.time()
             if time.time() > deadline:
                 raise TimeoutError(f"group {group}: inputs not all committed in time")
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(poll)
     finally:
         await consumer.stop()
 
@@ -515,7 +521,7 @@ async def run_worker(run: Run) -> Result:
         committed = await committed_reach(
             cfg.broker, cfg.app_id, run.ends, spawned + run.timeout,
             alive_check(proc, log_path), cpu,
-            worker=(port, session_topic_names(cfg)),
+            worker=(port, session_topic_names(cfg)), poll=WORKER_POLL,
         )
         cpu.sample()
     finally:
