@@ -201,6 +201,9 @@ class Worker:
         the session reader: a partition's checkpoints must not interleave."""
         self.durable: dict[int, dict[int, int]] = {}
         """Partition → merge source → last offset applied that the changelog holds."""
+        self._letters: list[Any] = []
+        """Dead letters sent and not yet known delivered: a checkpoint waits for them
+        before its commit record counts their inputs as handled."""
         self._pools_stream: Any = None
         """The pools agent's stream: acknowledges ticks and grants at checkpoints."""
         self.counters: Any = None  # set by web.install
@@ -446,15 +449,15 @@ class Worker:
             try:
                 value = decode(msg.value)
             except BAD_RECORD as exc:
-                task.ack_only(None, source)
                 await self._dead_letter(msg, "invalid", str(exc))
+                task.ack_only(None, source, offset)
             else:
                 if live and self._too_far_ahead(value.ts, now):
-                    task.ack_only(None, source)
                     await self._dead_letter(
                         msg, "future_timestamp",
                         f"{value.ts.isoformat()} is beyond max clock skew",
                     )
+                    task.ack_only(None, source, offset)
                 else:
                     task.offer(source, offset, value, None)
             if (
@@ -597,6 +600,11 @@ class Worker:
             await self.feedback.send(key=b"", value=f, partition=0)
         if cp.outputs or cp.feedback:
             await self.app.producer.flush()
+        if self._letters:
+            letters, self._letters = self._letters, []
+            for failed in await asyncio.gather(*letters, return_exceptions=True):
+                if isinstance(failed, BaseException):
+                    log.error("dead letter not delivered: %r", failed)
         if self.tasks.get(task.partition) is not task:
             return  # revoked while the outputs went out: the new owner re-applies
         if cp.commit is not None:
@@ -648,7 +656,7 @@ class Worker:
         key = msg.key if isinstance(msg.key, bytes) and len(msg.key) <= 1024 else None
         letter = DeadLetter(raw=raw, topic=msg.topic, partition=msg.partition,
                             offset=msg.offset, error=error)
-        await self.dead_letters.send(key=key, value=encode(letter))
+        self._letters.append(await self.dead_letters.send(key=key, value=encode(letter)))
 
     # -- ledger ------------------------------------------------------------------
 

@@ -122,18 +122,26 @@ class _InOrderAcks:
 
     def __init__(self) -> None:
         self._open: deque[list[Any]] = deque()
-        """[handle, done] per record received and not yet released, in offset order."""
+        """[handle, done, offset] per record received and not yet released, in offset
+        order (offset -1: a record that must not move the applied offset)."""
 
-    def hold(self, handle: Any) -> list[Any]:
-        entry = [handle, False]
+    def hold(self, handle: Any, offset: int) -> list[Any]:
+        entry = [handle, False, offset]
         self._open.append(entry)
         return entry
 
-    def release(self, entry: list[Any], out: list[Any]) -> None:
+    def release(self, entry: list[Any], out: list[Any]) -> int:
+        """Mark `entry` done; returns the largest offset of the records released (-1:
+        none), every record of the input up to it being handled."""
         entry[1] = True
         queue = self._open
+        last = -1
         while queue and queue[0][1]:
-            out.append(queue.popleft()[0])
+            handle, _, offset = queue.popleft()
+            out.append(handle)
+            if offset > last:
+                last = offset
+        return last
 
 
 @dataclass
@@ -228,7 +236,7 @@ class PartitionTask:
 
     def offer(self, source: int, offset: int, event: Any, handle: Any) -> None:
         """Queue a decoded input; it applies once the merge releases it."""
-        entry = self._acks[source].hold(handle)
+        entry = self._acks[source].hold(handle, offset)
         self._merge.push(source, to_micros(event.ts), (source, offset, event, entry))
         self._apply(self._merge.ready())
 
@@ -269,8 +277,8 @@ class PartitionTask:
                 engine.apply(event, outputs)
                 if event.group in engine.pools:
                     pending.groups.add(event.group)
-            applied[source] = offset
-            acks[source].release(entry, pending.acks)
+            done = acks[source].release(entry, pending.acks)
+            applied[source] = done if done > offset else offset
 
     def tick(self, now: int, handle: Any) -> None:
         """Wall-clock time: every group's timers due by `now` fire (live mode), but never
@@ -282,14 +290,21 @@ class PartitionTask:
         self._pending.groups.update(self.engine.pools)
         self._pending.acks.append(handle)
 
-    def ack_only(self, handle: Any, source: int | None = None) -> None:
+    def ack_only(self, handle: Any, source: int | None = None, offset: int | None = None) -> None:
         """Acknowledge a record that changes nothing (skipped, dead-lettered, a mark),
-        once every earlier record of its input `source` is acknowledged too."""
+        once every earlier record of its input `source` is acknowledged too. With its
+        `offset`, the record also counts as applied from then on (a dead letter: read
+        again after a restart, it would be sent again, and its input's lag would never
+        reach zero); without (a ledger mark), the applied offset stays where it is, so
+        an idle worker's marks write no commit record."""
         if source is None:  # a tick: nothing else is read from its partition
             self._pending.acks.append(handle)
-        else:
-            acks = self._acks[source]
-            acks.release(acks.hold(handle), self._pending.acks)
+            return
+        acks = self._acks[source]
+        done = acks.release(acks.hold(handle, -1 if offset is None else offset),
+                            self._pending.acks)
+        if done > self.applied.get(source, -1):
+            self.applied[source] = done
 
     # -- checkpoint --------------------------------------------------------------
 

@@ -150,6 +150,31 @@ def test_an_acknowledgement_never_overtakes_a_record_the_merge_still_holds() -> 
     assert task.checkpoint().acks == ["grant@0", "mark@1", "start@1"]
 
 
+def test_a_dead_letter_counts_as_applied_once_every_earlier_record_of_its_input_is() -> None:
+    """A dead-lettered session record moves its input's applied offset (a restart
+    must not read it and send its dead letter again, and the input's lag must reach
+    zero), but only past records already applied: never over one the merge still
+    holds. A ledger mark never moves the applied offset."""
+    task = PartitionTask(0, Config())
+    first = workload(50)[0]
+    assert isinstance(first, GroupTokens)
+    start = SessionStart(event_id="s", ts=first.ts, group=first.group, session_id="s1",
+                         user_id=None)
+    task.offer(GRANTS, 0, first, None)
+    task.ack_only(None, GRANTS)  # a ledger mark at offset 1
+    task.offer(STARTS, 0, start, None)  # held: heartbeats and ends have no head yet
+    task.ack_only(None, STARTS, 1)  # a dead letter behind the held start
+    assert STARTS not in task.applied
+    task.flush_merge()
+    assert task.applied == {GRANTS: 0, STARTS: 1}
+    task.ack_only(None, STARTS, 2)
+    assert task.applied[STARTS] == 2
+    commit = task.checkpoint().commit
+    assert commit is not None
+    task.ack_only(None, GRANTS)  # marks while idle: nothing to write
+    assert task.checkpoint().commit is None
+
+
 def test_an_idle_checkpoint_writes_no_commit_record() -> None:
     """Watermarks and idle ticks are acknowledged without a changelog write: an idle
     site must not grow the changelog (and so its recovery time)."""
