@@ -460,20 +460,12 @@ class Worker:
                     task.ack_only(None, source, offset)
                 else:
                     task.offer(source, offset, value, None)
-            if (
-                task.pending_inputs() >= CHECKPOINT_EVERY
-                or task.pending_updates() >= CHECKPOINT_UPDATES
-            ):
+            if self._full(task):
                 await self._checkpoint(task)
-                self._first_pending.pop(partition, None)
             if self.tasks.get(partition) is not task or self.reader.stale(tp):
                 return  # revoked meanwhile: its next owner reads from the state
         self._maybe_flush_merge(task, now)
-        if task.has_pending():
-            first = self._first_pending.setdefault(partition, now)
-            if now - first >= CHECKPOINT_LINGER:
-                await self._checkpoint(task)
-                self._first_pending.pop(partition, None)
+        await self._checkpoint_if_due(task, now)
 
     async def _pools_event(self, event: Any) -> None:
         msg = event.message
@@ -498,17 +490,25 @@ class Worker:
             self._maybe_flush_merge(task, now)
         else:
             await self._offer(task, event, now)
-        if task.has_pending():
-            first = self._first_pending.setdefault(partition, now)
-            pending = task.waiting()
-            if (
-                now - first >= CHECKPOINT_LINGER
-                or task.pending_inputs() >= CHECKPOINT_EVERY
-                or task.pending_updates() >= CHECKPOINT_UPDATES
-                or (msg.topic == self.ticks_name and not pending)
-            ):
-                await self._checkpoint(task)
-                self._first_pending.pop(partition, None)
+        await self._checkpoint_if_due(
+            task, now, settled=msg.topic == self.ticks_name and not task.waiting()
+        )
+
+    @staticmethod
+    def _full(task: PartitionTask) -> bool:
+        """A checkpoint's worth of inputs or of record updates is pending."""
+        return (task.pending_inputs() >= CHECKPOINT_EVERY
+                or task.pending_updates() >= CHECKPOINT_UPDATES)
+
+    async def _checkpoint_if_due(self, task: PartitionTask, now: float, *,
+                                 settled: bool = False) -> None:
+        """Checkpoint what is pending once it is a full batch, once its first input has
+        waited `CHECKPOINT_LINGER`, or when `settled` (a tick, nothing held back)."""
+        if not task.has_pending():
+            return
+        first = self._first_pending.setdefault(task.partition, now)
+        if settled or now - first >= CHECKPOINT_LINGER or self._full(task):
+            await self._checkpoint(task)
 
     async def _offer(self, task: PartitionTask, event: Any, now: float) -> None:
         """A grants record (the agent's only input besides ticks)."""
@@ -593,6 +593,7 @@ class Worker:
         self._assigned = set(assigned)
 
     async def _checkpoint(self, task: PartitionTask) -> None:
+        self._first_pending.pop(task.partition, None)
         cp = task.checkpoint()
         for o in cp.outputs:
             await self.outputs[o.topic].send(key=o.key, value=o.value)
