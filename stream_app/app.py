@@ -344,7 +344,10 @@ class Worker:
         try:
             highwater = self.app.consumer.highwater(tp)
         except Exception:
-            return False
+            highwater = None
+        fresh = self.reader.highwater(tp.topic, tp.partition)  # as fresh as session fetches
+        if fresh is not None and (highwater is None or fresh > highwater):
+            highwater = fresh
         if highwater is None:
             return False
         done = self.ledger_table.get(LEDGER_KEY)
@@ -378,6 +381,7 @@ class Worker:
         if self._assigned is not None:
             self._assigned -= set(revoked)
         if TP(self.config.topics.allocations, 0) in revoked:
+            self.reader.unwatch(self.config.topics.allocations, 0)
             # Another worker decides from now on; if this one gets the ledger back,
             # it must reload what that one wrote, not go on from its own old copy.
             self.ledger = None
@@ -591,6 +595,8 @@ class Worker:
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **_: Any) -> None:
         self._assigned = set(assigned)
+        if TP(self.config.topics.allocations, 0) in assigned:
+            self.reader.watch(self.config.topics.allocations, 0)
 
     async def _checkpoint(self, task: PartitionTask) -> None:
         self._first_pending.pop(task.partition, None)

@@ -31,6 +31,9 @@ MAX_RECORDS = 2000
 RETRY_AFTER = 1.0
 """Seconds before reading again after the broker refused a fetch."""
 
+END = -1
+"""Start offset of a watched partition: its end; its records are never handed over."""
+
 Handler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]]
 
 
@@ -61,6 +64,19 @@ class SessionReader:
         for topic in self._topics:
             self._changes[TopicPartition(topic, partition)] = start(topic)
         self._changed.set()
+
+    def watch(self, topic: str, partition: int) -> None:
+        """Keep `highwater` of this partition as fresh as the session topics' fetches,
+        without handing its records over: the ledger's "nothing pending" marks must
+        not rest on an end offset older than the session records they let through."""
+        self._changes[TopicPartition(topic, partition)] = END
+        self._changed.set()
+
+    def unwatch(self, topic: str, partition: int) -> None:
+        tp = TopicPartition(topic, partition)
+        if tp in self._next or tp in self._changes:
+            self._changes[tp] = None
+            self._changed.set()
 
     def remove(self, partitions: Iterable[int]) -> None:
         """Stop reading these partitions; records of them already fetched are dropped."""
@@ -102,7 +118,7 @@ class SessionReader:
         self._consumer = consumer
         try:
             while True:
-                self._apply_changes(consumer)
+                await self._apply_changes(consumer)
                 if not self._next:
                     self._changed.clear()
                     await self._changed.wait()
@@ -121,7 +137,7 @@ class SessionReader:
             self._consumer = None
             await consumer.stop()
 
-    def _apply_changes(self, consumer: AIOKafkaConsumer) -> None:
+    async def _apply_changes(self, consumer: AIOKafkaConsumer) -> None:
         if not self._changes:
             return
         changes, self._changes = self._changes, {}
@@ -133,9 +149,13 @@ class SessionReader:
         # A new assignment forgets every position: all are set again.
         consumer.assign(list(self._next))
         for tp, offset in self._next.items():
-            consumer.seek(tp, offset)
+            if offset != END:
+                consumer.seek(tp, offset)
+        watched = [tp for tp, offset in self._next.items() if offset == END]
+        if watched:
+            await consumer.seek_to_end(*watched)
         log.info("session topics: reading partitions %s",
-                 sorted({tp.partition for tp in self._next}))
+                 sorted({tp.partition for tp, o in self._next.items() if o != END}))
 
     def _fresh(self, batch: dict[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
         """The records of a fetch still wanted: their partition is read and was not
@@ -143,7 +163,7 @@ class SessionReader:
         fresh: dict[TopicPartition, list[Any]] = {}
         for tp, records in batch.items():
             expected = self._next.get(tp)
-            if expected is None or tp in self._changes or not records:
+            if expected is None or expected == END or tp in self._changes or not records:
                 continue
             if records[0].offset < expected:
                 records = [r for r in records if r.offset >= expected]

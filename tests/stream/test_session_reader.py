@@ -80,6 +80,16 @@ async def test_reads_added_partitions_from_their_start_offsets_once_in_order(
         await _send(cfg.broker, names.session_end, 1, range(2))
         fourth = await got.until(3)
         assert fourth[1:] == [(names.session_end, 1, 0, b"1-0"), (names.session_end, 1, 1, b"1-1")]
+
+        # A watched partition: its end offset follows the fetches, its records stay out.
+        reader.watch(names.allocations, 0)
+        await _send(cfg.broker, names.allocations, 0, range(3))
+        async with asyncio.timeout(30):
+            while reader.highwater(names.allocations, 0) != 3:
+                await asyncio.sleep(0.05)
+        await _send(cfg.broker, names.session_end, 1, range(2, 3))
+        fifth = await got.until(4)
+        assert fifth[3:] == [(names.session_end, 1, 2, b"1-2")]
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
