@@ -6,12 +6,18 @@ RUN useradd --system --create-home --home-dir /home/tokenpool tokenpool \
     && mkdir -p /data && chown tokenpool /data
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY rules rules
 COPY schemas schemas
 COPY stream_app stream_app
 COPY adapters adapters
-RUN pip install --no-cache-dir '.[rocksdb]'
+# The engine's per-event modules compiled with mypyc (setup.py): the compiler is
+# only needed while installing.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && TOKENPOOL_COMPILE=1 pip install --no-cache-dir '.[rocksdb]' \
+    && apt-get purge -y --auto-remove gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 USER tokenpool
 WORKDIR /data

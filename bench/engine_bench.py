@@ -34,14 +34,18 @@ import argparse
 import gc
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from bench import compiled
 from rules import Engine
 from schemas import (
     AccessDenied,
@@ -106,7 +110,10 @@ def median(times: list[Timing]) -> Timing:
 # -- 1. throughput ------------------------------------------------------------------
 
 
-def throughput(args: argparse.Namespace) -> tuple[list[str], float, float]:
+def throughput(
+    args: argparse.Namespace,
+    title: str = "## 1. Throughput: synthetic site, decode vs decode + apply",
+) -> tuple[list[str], float, float]:
     """The report's lines, (b) / (a) and (c) / (a)."""
     t0 = time.perf_counter()
     events = list(generate(users=args.users, groups=args.groups, days=args.days, seed=args.seed))
@@ -168,7 +175,7 @@ def throughput(args: argparse.Namespace) -> tuple[list[str], float, float]:
     batch_ratio = statistics.median(r[0].wall / r[2].wall for r in rounds)
 
     lines = [
-        "## 1. Throughput: synthetic site, decode vs decode + apply",
+        title,
         "",
         f"Workload: {args.users:,} users, {args.groups} groups, {args.days} days, "
         f"seed {args.seed}: {n:,} events ({_counts(topics)}), "
@@ -193,6 +200,30 @@ def throughput(args: argparse.Namespace) -> tuple[list[str], float, float]:
         "",
     ]
     return lines, ratio, batch_ratio
+
+
+COMPILED_TITLE = (
+    "## 1b. Throughput of the compiled engine (`TOKENPOOL_COMPILE=1`, as the image "
+    "installs it)"
+)
+
+
+def compiled_throughput(
+    args: argparse.Namespace, site: Path
+) -> tuple[list[str], float, float]:
+    """`throughput` in a child that imports the compiled engine from `site`
+    (`bench.compiled.build`): its own rounds of (a), (b) and (c), so its ratios are of
+    one run as well."""
+    with tempfile.TemporaryDirectory(prefix="engine-bench-") as d:
+        result = Path(d) / "throughput.json"
+        argv = [f"--{k}={getattr(args, k)}" for k in ("users", "groups", "days", "seed", "runs")]
+        subprocess.run(
+            [sys.executable, "-P", "-m", "bench.engine_bench", *argv,
+             *(["--gc"] if args.gc else []), "--throughput-json", str(result)],
+            env=compiled.env(site, compiled.ROOT), check=True, timeout=1800,
+        )
+        got = msgspec.json.decode(result.read_bytes(), type=tuple[list[str], float, float])
+    return got
 
 
 # -- 2. flatness in pool size ---------------------------------------------------------
@@ -425,6 +456,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--gc", action="store_true", help="keep the garbage collector on while timing")
     ap.add_argument("--out", help="also write the markdown report to this file")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also time the engine compiled with mypyc (builds it first)")
+    ap.add_argument("--throughput-json", metavar="FILE",
+                    help="only the throughput, as JSON to FILE (the compiled child's way)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met (for CI)")
     args = ap.parse_args(argv)
     if args.runs < 1:
@@ -434,6 +469,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.throughput_json:
+        if not compiled.is_compiled():
+            raise SystemExit("--throughput-json is for a child running the compiled engine")
+        got = throughput(args, COMPILED_TITLE)
+        Path(args.throughput_json).write_bytes(msgspec.json.encode(got))
+        return 0
     started = time.perf_counter()
     head = [
         "# tokenpool engine benchmark",
@@ -446,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(head), flush=True)
     part1, ratio, _ = throughput(args)
     print("\n".join(part1), flush=True)
+    if args.compiled:
+        with tempfile.TemporaryDirectory(prefix="engine-compiled-") as d:
+            part1b, _, _ = compiled_throughput(args, compiled.build(Path(d)))
+        print("\n".join(part1b), flush=True)
+        part1 += part1b
     part2, spread = flatness(args)
     print("\n".join(part2), flush=True)
     tail = [f"Total bench time {time.perf_counter() - started:.0f} s.", ""]

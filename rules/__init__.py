@@ -5,9 +5,10 @@ Nothing here reads a clock, does I/O or imports a streaming framework; the strea
 """
 
 from rules.config import Config
-from rules.engine import Engine, Snapshot
+from rules.engine import Engine
 from rules.estimate import Estimate, estimate_tokens
 from rules.ordering import BatchMerge, TimestampMerge
+from rules.records import Snapshot
 
 __all__ = [
     "BatchMerge",

@@ -11,9 +11,9 @@ import msgspec
 
 from rules.config import Config
 from rules.ids import output_id
-from rules.ledger import NEVER_USED, Ledger, LedgerRecord
+from rules.ledger import NEVER_USED, Ledger
 from rules.pool import Journal, Pool
-from rules.records import Holder, PoolRecord, Session
+from rules.records import PoolSnapshot, Snapshot
 from schemas.inputs import (
     Allocation,
     InputEvent,
@@ -28,22 +28,6 @@ from schemas.internal import Grant, GroupTokens
 from schemas.outputs import AccessDenied, AllocationRejected, OutputEvent
 from schemas.replay import GroupSummary
 from schemas.timestamps import EPOCH, from_micros, to_micros
-
-
-class PoolSnapshot(msgspec.Struct, array_like=True):
-    record: PoolRecord
-    sessions: dict[str, Session]
-    holders: dict[str, Holder]
-    returns: list[tuple[int, int]]
-
-
-class Snapshot(msgspec.Struct):
-    """Everything the engine knows; restoring it and going on equals never stopping."""
-
-    ledger: LedgerRecord
-    pools: dict[str, PoolSnapshot]
-    unknown_group_events: int = 0
-
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)

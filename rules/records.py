@@ -9,6 +9,8 @@ from enum import IntEnum
 
 import msgspec
 
+from rules.ledger import LedgerRecord
+
 
 class SessionState(IntEnum):
     OPEN = 0
@@ -69,3 +71,20 @@ def user_holder(user_id: str) -> str:
 
 def anonymous_holder(session_id: str) -> str:
     return "s:" + session_id
+
+
+class PoolSnapshot(msgspec.Struct, array_like=True):
+    """One group's records, as a snapshot holds them."""
+
+    record: PoolRecord
+    sessions: dict[str, Session]
+    holders: dict[str, Holder]
+    returns: list[tuple[int, int]]
+
+
+class Snapshot(msgspec.Struct):
+    """Everything the engine knows; restoring it and going on equals never stopping."""
+
+    ledger: LedgerRecord
+    pools: dict[str, PoolSnapshot]
+    unknown_group_events: int = 0
