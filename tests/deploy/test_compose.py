@@ -3,7 +3,6 @@ against the repo (no Docker daemon runs here, so the stack itself is not started
 
 import argparse
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -145,9 +144,8 @@ def test_grafana_provisions_the_datasource_and_the_dashboard(compose):
 
 def test_the_image_sources_build_a_package_whose_commands_all_load(tmp_path: Path):
     """What the Dockerfile copies is all the package needs: build a wheel from those
-    paths alone, with the engine compiled as the image compiles it, unpack it and load
-    every `tokenpool` command from it (no Docker daemon here, so the image itself is
-    not built)."""
+    paths alone, unpack it and load every `tokenpool` command from it (no Docker
+    daemon here, so the image itself is not built)."""
     import subprocess
     import sys
     import zipfile
@@ -164,13 +162,13 @@ def test_the_image_sources_build_a_package_whose_commands_all_load(tmp_path: Pat
                                 ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy(source, src / part)
-    # Compiled as the image compiles it (setup.py's mypyc modules).
+    # The image compiles the engine; tests/e2e/test_compiled_engine.py builds that
+    # wheel from these same paths. This one checks the pure build of them.
     assert "TOKENPOOL_COMPILE=1 pip install" in text
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps",
          "-q", "-w", str(tmp_path / "dist"), str(src)],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "TOKENPOOL_COMPILE": "1"},
+        capture_output=True, text=True, timeout=300,
     )
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("tokenpool-*.whl")
@@ -186,8 +184,6 @@ def test_the_image_sources_build_a_package_whose_commands_all_load(tmp_path: Pat
         "sub = next(a for a in p._actions if a.__class__.__name__ == '_SubParsersAction')\n"
         "for name, parser in sub.choices.items():\n"
         "    parser.format_help()\n"
-        "import rules.pool\n"
-        "assert not rules.pool.__file__.endswith('.py'), rules.pool.__file__\n"
         "import importlib, pkgutil\n"
         "for pkg in ('rules', 'schemas', 'stream_app', 'adapters'):\n"
         "    m = importlib.import_module(pkg)\n"

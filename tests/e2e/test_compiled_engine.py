@@ -7,6 +7,7 @@ directory; children started with `python -P` import the compiled package from th
 """
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,14 @@ def child(site: Path, code: str, timeout: float = 600) -> subprocess.CompletedPr
         [sys.executable, "-P", "-c", code], env=compiled.env(site, ROOT),
         capture_output=True, text=True, timeout=timeout, cwd=site,
     )
+
+
+def test_the_wheel_is_built_from_what_the_image_copies_and_as_it_compiles() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = {part for line in re.findall(r"^COPY (.+)$", dockerfile, re.M)
+              for part in line.split()[:-1]}
+    assert copied == set(compiled.SOURCES)
+    assert "TOKENPOOL_COMPILE=1 pip install" in dockerfile
 
 
 def test_the_wheel_holds_the_compiled_engine(site: Path) -> None:
