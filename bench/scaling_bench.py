@@ -40,9 +40,10 @@ from bench.stream_bench import (
     unique_topics,
     worker_args,
 )
-from stream_app.broker import EmbeddedBroker, create_topics, session_topic_names
+from stream_app.broker import EmbeddedBroker
 from stream_app.config import StreamConfig
 from stream_app.synthetic import DEFAULT_SEED
+from stream_app.topics import create_topics, session_topic_names
 
 log = logging.getLogger("bench.scaling")
 WORKER_COUNTS = (1, 2)

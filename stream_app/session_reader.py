@@ -16,6 +16,7 @@ read while the worker holds its task: from the moment the pools agent loads the 
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ RETRY_AFTER = 1.0
 
 END = -1
 """Start offset of a watched partition: its end; its records are never handed over."""
+
+BEHIND, AT_END, CONFIRMING, UNKNOWN = "behind", "at end", "confirming", "unknown"
+"""Where the reader stands in a partition (`SessionReader.lag`)."""
 
 Handler = Callable[[dict[TopicPartition, list[Any]]], Awaitable[None]]
 
@@ -53,6 +57,12 @@ class SessionReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
         """Partition read → offset of the next record to hand over."""
+        self._position: dict[TopicPartition, int] = {}
+        """Partition read → the consumer's position after the last fetch handed over:
+        past the records handed over and past any marker after them."""
+        self._ends: dict[TopicPartition, tuple[int, float]] = {}
+        """Partition → end offset the broker gave, and when it was asked (monotonic)."""
+        self._want_ends: set[TopicPartition] = set()
         self._changes: dict[TopicPartition, int | None] = {}
         """Not yet applied to the consumer: partition → offset to start at (None: stop)."""
         self._changed = asyncio.Event()
@@ -106,6 +116,37 @@ class SessionReader:
         except Exception:  # not assigned (any more)
             return None
 
+    def lag(self, topic: str, partition: int, since: float) -> str:
+        """Where the reader stands in the partition: `BEHIND` (records past those handed
+        over), `AT_END`, `CONFIRMING` (at the end the broker last gave, but that end is
+        older than `since`: a fresh one is asked for) or `UNKNOWN` (no end known yet).
+
+        `AT_END` rests on an end offset the broker gave after `since` (monotonic time):
+        one learnt earlier may predate records appended since (after a broker stall, a
+        fetch error, or a burst that reached another topic first), and skipping an
+        input on it would apply the other inputs' records ahead of its own (Kafka
+        Streams' idling, KIP-695, with the end asked for rather than assumed).
+
+        By position, not by the offset of the last record: a transaction's commit or
+        abort marker takes an offset, so a partition written by transactional producers
+        ends one past a marker, and no record ever sits at its end minus one."""
+        tp = TopicPartition(topic, partition)
+        position = self._position.get(tp)
+        known = self._ends.get(tp)
+        if position is not None and known is not None and position < known[0]:
+            return BEHIND  # records wait to be fetched, whatever the age of the end
+        if position is None or known is None:
+            self._want(tp)
+            return UNKNOWN
+        if known[1] < since:
+            self._want(tp)
+            return CONFIRMING
+        return AT_END
+
+    def _want(self, tp: TopicPartition) -> None:
+        if tp in self._next:
+            self._want_ends.add(tp)
+
     # -- the loop (an app task) ------------------------------------------------------
 
     async def run(self) -> None:
@@ -123,6 +164,8 @@ class SessionReader:
                     self._changed.clear()
                     await self._changed.wait()
                     continue
+                if self._want_ends:  # a merge waits on it: before the next fetch
+                    await self._ask_ends(consumer)
                 try:
                     batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
                                                    max_records=MAX_RECORDS)
@@ -133,15 +176,50 @@ class SessionReader:
                 fresh = self._fresh(batch)
                 if fresh:
                     await self._handle(fresh)
+                # After the handler: while it works, a partition's position must not
+                # count records of the batch it has not taken yet.
+                await self._note_positions(consumer)
+                if self._want_ends:
+                    await self._ask_ends(consumer)
         finally:
             self._consumer = None
             await consumer.stop()
+
+    async def _ask_ends(self, consumer: AIOKafkaConsumer) -> None:
+        wanted = [tp for tp in self._want_ends if tp in self._next and tp not in self._changes]
+        self._want_ends.clear()
+        if not wanted:
+            return
+        asked = time.monotonic()
+        try:
+            # ListOffsets, at the consumer's isolation level: the last stable offset
+            # when it reads committed records only.
+            ends = await consumer.end_offsets(wanted)
+        except KafkaError as exc:
+            log.info("session topics: end offsets not known, asking again: %r", exc)
+            return
+        for tp, end in ends.items():
+            # Never below the end the last fetch reported: Tansu 0.6 answers ListOffsets
+            # with the start of the partition's last record batch plus one.
+            fetched = self.highwater(tp.topic, tp.partition)
+            self._ends[tp] = (max(end, fetched or 0), asked)
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        for tp, start in self._next.items():
+            if start == END or tp in self._changes:
+                continue
+            try:
+                self._position[tp] = await consumer.position(tp)
+            except Exception:  # reassigned meanwhile: noted after its next fetch
+                self._position.pop(tp, None)
 
     async def _apply_changes(self, consumer: AIOKafkaConsumer) -> None:
         if not self._changes:
             return
         changes, self._changes = self._changes, {}
         for tp, start in changes.items():
+            self._position.pop(tp, None)
+            self._ends.pop(tp, None)
             if start is None:
                 self._next.pop(tp, None)
             else:

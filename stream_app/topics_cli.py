@@ -9,7 +9,14 @@ import asyncio
 import sys
 from typing import Any
 
-from stream_app.config import StreamConfig, add_broker_options, from_args
+from stream_app.config import (
+    INPUT_RETENTION,
+    OUTPUT_RETENTION,
+    StreamConfig,
+    add_broker_options,
+    from_args,
+)
+from stream_app.durations import format_duration, parse_duration
 from stream_app.settings import add_option
 
 
@@ -25,13 +32,22 @@ def add_topics_command(subparsers: "argparse._SubParsersAction[Any]") -> None:
         "create",
         help="create every input, internal and output topic (idempotent)",
         description="Create the session, allocations, internal (APP_ID-grants, "
-        "APP_ID-ticks) and output topics. Existing topics are kept and their partition "
-        "counts checked: allocations needs exactly 1, session and internal topics "
-        "--partitions.",
+        "APP_ID-ticks, APP_ID-feedback), table changelog and output topics, with "
+        "--replication-factor replicas (0: as many as the cluster has brokers, up to 3). "
+        "Existing topics are kept and checked: allocations needs exactly 1 partition, "
+        "session, internal and state topics --partitions; the service's own topics get "
+        "their settings back, and an input or output topic that keeps records for less "
+        "than asked is reported, never changed.",
     )
     add_broker_options(p)
     add_option(p, "--app-id", StreamConfig().app_id,
                "consumer group and prefix of internal topics")
+    add_option(p, "--input-retention", INPUT_RETENTION, "how long the input topics keep "
+               "records: a plan reads them back (never shortened on an existing topic)",
+               parse_duration, format_duration)
+    add_option(p, "--output-retention", OUTPUT_RETENTION, "how long the output topics keep "
+               "records (never shortened on an existing topic)", parse_duration,
+               format_duration)
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for the broker (default: 30)")
     p.set_defaults(func=_cmd_topics_create)
@@ -41,11 +57,12 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
     # Imported here so that registering the command does not load aiokafka.
     from aiokafka.errors import KafkaError
 
-    from stream_app.broker import TopicCreationError, topic_specs
+    from stream_app.topics import Retention, TopicCreationError, create_topics, topic_specs
 
     config = from_args(args)
+    retention = Retention(args.input_retention, args.output_retention)
     try:
-        created, partitions = asyncio.run(_create(config, args.timeout))
+        report = asyncio.run(create_topics(config, retention=retention, timeout=args.timeout))
     except (TopicCreationError, KafkaError, ValueError) as exc:
         print(f"tokenpool topics create: {exc}", file=sys.stderr)
         return 1
@@ -54,22 +71,19 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
               f"{args.timeout:g}s", file=sys.stderr)
         return 1
     rows = [("TOPIC", "PARTITIONS", "STATUS")]
-    for spec in topic_specs(config):
-        have = partitions.get(spec.name)
-        rows.append((
-            spec.name,
-            "?" if have is None else str(have),
-            "created" if spec.name in created else "existed",
-        ))
+    for spec in topic_specs(config, retention):
+        have = report.partitions.get(spec.name)
+        if spec.name in report.created:
+            status = f"created ({report.replication} replicas)"
+        elif spec.name in report.changed:
+            status = "existed, settings put back: " + ", ".join(
+                f"{k}={spec.configs[k]}" for k in report.changed[spec.name])
+        else:
+            status = "existed"
+        rows.append((spec.name, "?" if have is None else str(have), status))
     width = max(len(row[0]) for row in rows)
     for name, count, status in rows:
         print(f"{name:<{width}}  {count:>10}  {status}")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
-
-
-async def _create(config: StreamConfig, timeout: float) -> tuple[list[str], dict[str, int]]:
-    from stream_app.broker import create_topics, describe_partitions, topic_specs
-
-    created = await create_topics(config, timeout=timeout)
-    names = [spec.name for spec in topic_specs(config)]
-    return created, await describe_partitions(config, names, timeout=timeout)

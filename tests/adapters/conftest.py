@@ -22,4 +22,4 @@ _spec.loader.exec_module(_fixtures)
 broker_log = _fixtures.broker_log
 broker = _fixtures.broker
 stream_config = _fixtures.stream_config
-pytest_collection_modifyitems = _fixtures.pytest_collection_modifyitems
+broker_kind = _fixtures.broker_kind

@@ -16,9 +16,9 @@ import msgspec
 from kafka_helpers import StreamConfigFactory, consume_all
 from qlik_helpers import FIXTURES, datagrams, read_expected
 
-from stream_app.broker import create_topics
 from stream_app.cli import main
 from stream_app.config import StreamConfig
+from stream_app.topics import create_topics
 
 AUDIT = FIXTURES / "audit"
 OLD = AUDIT / "qs-node1_AuditActivity_Proxy.txt.20261101-1050"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stream_app import apache_kafka
 from stream_app.cli import build_parser
 from stream_app.settings import env_name
 
@@ -38,6 +39,11 @@ def test_third_party_images_are_pinned(compose):
             assert image.startswith("tokenpool:"), name
             continue
         assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+", image), f"{name}: unpinned {image}"
+
+
+def test_the_kafka_image_is_the_version_the_test_suite_runs(compose):
+    """The Apache Kafka the Kafka tier of the tests starts from Maven Central."""
+    assert services(compose)["kafka"]["image"] == f"apache/kafka:{apache_kafka.LATEST}"
 
 
 def test_kafka_is_a_single_kraft_node(compose):

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DURATION = 40
 """Seconds of traffic: 28 simulated days take 35 s, so the first returns show."""
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.tansu_only]
+"""The demo always runs the embedded Tansu broker."""
 
 ROW = re.compile(r"^(g\d+)" + r"\s+(\d+)" * 7 + r"\s*$")
 COLUMNS = ("capacity", "available", "in_use", "open_sessions", "consumed", "returned",

@@ -1,10 +1,15 @@
-"""Fixtures for tests against a real Kafka-protocol broker (Tansu, in memory).
+"""Fixtures for tests against a real Kafka-protocol broker.
 
-One broker serves the whole session (it starts in milliseconds, but a fresh one per
-test would only cost). Tests stay independent through names: each `stream_config()`
-call gets its own app id (so its own consumer group and internal topics) and its own
-topic names, because a restarted group member waits out the previous member's session
-timeout and leftover records would leak between tests.
+`TOKENPOOL_TEST_BROKER` chooses it for the whole run: `tansu` (the default: the
+embedded broker of the demo, in memory, starts in milliseconds), `kafka` (Apache Kafka
+4.4, one KRaft node) or `kafka-3.9` (the 3.9 line). `./run test` runs the suite on
+Tansu and every broker test again on each Kafka line.
+
+One broker serves the whole session. Tests stay independent through names: each
+`stream_config()` call gets its own app id (so its own consumer group and internal
+topics) and its own topic names, so leftover records never leak between tests.
+
+The choice and the markers that follow from it are in `tests/conftest.py`.
 """
 
 import uuid
@@ -15,33 +20,43 @@ from typing import Any
 
 import pytest
 from kafka_helpers import StreamConfigFactory
+from tests_brokers import BrokerUnderTest, broker_under_test
 
+from stream_app import apache_kafka
 from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.config import StreamConfig, TopicNames
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs the broker, so `-m "not broker"` leaves them out."""
-    for item in items:
-        if "broker" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.broker)
+@pytest.fixture(scope="session")
+def broker_kind() -> BrokerUnderTest:
+    return broker_under_test()
 
 
 @pytest.fixture(scope="session")
 def broker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tansu's output, kept for the failure report."""
-    return tmp_path_factory.mktemp("tansu") / "tansu.log"
+    """The broker's output (Tansu's log, or the folder of Kafka's node logs), kept for
+    the failure report."""
+    return tmp_path_factory.mktemp("broker") / "broker.log"
 
 
 @pytest.fixture(scope="session")
 def broker(broker_log: Path) -> Iterator[str]:
-    """Bootstrap address (`127.0.0.1:PORT`) of the session's embedded broker."""
-    embedded = EmbeddedBroker(log_path=broker_log)
-    embedded.start()
+    """Bootstrap address of the session's broker (`HOST:PORT`)."""
+    under_test = broker_under_test()
+    if under_test.kind == "tansu":
+        embedded = EmbeddedBroker(log_path=broker_log)
+        embedded.start()
+        try:
+            yield embedded.bootstrap
+        finally:
+            embedded.stop()
+        return
+    cluster = apache_kafka.KafkaCluster(1, under_test.version, home=broker_log.parent / "kafka")
+    cluster.start()
     try:
-        yield embedded.bootstrap
+        yield cluster.bootstrap
     finally:
-        embedded.stop()
+        cluster.stop()
 
 
 def unique_topics(prefix: str) -> TopicNames:

@@ -19,10 +19,11 @@ from typing import Any
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
-from stream_app.broker import grants_topic
 from stream_app.config import StreamConfig
+from stream_app.topics import grants_topic
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +113,23 @@ async def consume_all(
 
 async def partition_counts(bootstrap: str, topics: Iterable[str], *,
                            timeout: float = 15.0) -> dict[str, int]:
-    """Partitions per topic as a plain consumer sees them in cluster metadata."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    """Partitions per existing topic as a client sees them once it asked for the topic
+    (`AIOKafkaProducer.partitions_for`: what a producer partitions by)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    wanted = list(topics)
 
     async def run() -> dict[str, int]:
-        await consumer.start()
-        existing = await consumer.topics()
-        return {t: len(consumer.partitions_for_topic(t) or ()) for t in topics
-                if t in existing}
+        await admin.start()
+        existing = set(await admin.list_topics())
+        await producer.start()
+        return {t: len(await producer.partitions_for(t)) for t in wanted if t in existing}
 
     try:
         return await asyncio.wait_for(run(), timeout)
     finally:
-        await consumer.stop()
+        await producer.stop()
+        await admin.close()
 
 
 # --------------------------------------------------------------------------- kcat

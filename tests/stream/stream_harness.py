@@ -2,6 +2,7 @@
 `tokenpool replay` gives for the same records (the reference, SPEC §6)."""
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -28,25 +29,34 @@ def topic_name(config: StreamConfig, logical: str) -> str:
     return str(getattr(config.topics, logical.replace("-", "_")))
 
 
-def replay_reference(records: list[Record], tmp: Path) -> tuple[dict[str, Record], dict[str, Any]]:
-    """Outputs by id and final state of `tokenpool replay` on the same records."""
+def replay_reference(records: list[Record], tmp: Path, until: int | None = None
+                     ) -> tuple[dict[str, Record], dict[str, Any]]:
+    """Outputs by id and final state of `tokenpool replay` on the same records (with
+    `--until`, in µs: what a live worker has done by then)."""
     tmp.mkdir(parents=True, exist_ok=True)
     src = tmp / "reference.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in records))
     engine = Engine()
     lines: list[bytes] = []
-    replay(str(src), engine, lines.append)
+    replay(str(src), engine, lines.append, until)
     outputs = {}
     for line in b"".join(lines).splitlines():
         rec = json.loads(line)
         outputs[rec["value"]["event_id"]] = rec
-    return outputs, msgspec.to_builtins(state_file(engine, None).groups)
+    return outputs, msgspec.to_builtins(state_file(engine, until).groups)
 
 
-async def _produce(config: StreamConfig, records: Iterable[Record]) -> None:
-    producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=5)
+async def _produce(config: StreamConfig, records: Iterable[Record],
+                   transactional_id: str | None) -> None:
+    if transactional_id is None:
+        producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=5, acks="all")
+    else:
+        producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=5, acks="all",
+                                    transactional_id=transactional_id)
     await producer.start()
     try:
+        if transactional_id is not None:
+            await producer.begin_transaction()
         futures = []
         for r in records:
             value = r["value"]
@@ -54,24 +64,31 @@ async def _produce(config: StreamConfig, records: Iterable[Record]) -> None:
             futures.append(await producer.send(
                 topic_name(config, r["topic"]), json.dumps(value).encode(), key=key
             ))
+        if transactional_id is not None:
+            await producer.commit_transaction()
         for f in futures:
             await f
     finally:
         await producer.stop()
 
 
-def produce(config: StreamConfig, records: Iterable[Record]) -> None:
-    """Produce replay-file records to their topics, keyed by group (Kafka's partitioner)."""
-    asyncio.run(_produce(config, list(records)))
+def produce(config: StreamConfig, records: Iterable[Record], *,
+            transactional_id: str | None = None) -> None:
+    """Produce replay-file records to their topics, keyed by group (Kafka's partitioner);
+    with `transactional_id`, in one Kafka transaction (its commit marker takes an offset
+    of each partition written)."""
+    asyncio.run(_produce(config, list(records), transactional_id))
 
 
 async def _collect(
-    config: StreamConfig, expected: set[str], timeout: float, settle: float
+    config: StreamConfig, expected: set[str], timeout: float, settle: float,
+    read_committed: bool,
 ) -> dict[str, list[Record]]:
     names = {topic_name(config, t): t.replace("_", "-") for t in OUTPUT_TOPICS}
     consumer = AIOKafkaConsumer(
         *names, **client_kwargs(config), auto_offset_reset="earliest",
         group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     await consumer.start()
     seen: dict[str, list[Record]] = {}
@@ -97,11 +114,14 @@ async def _collect(
 
 def collect(
     config: StreamConfig, expected: set[str], timeout: float = RECEIVE_TIMEOUT,
-    settle: float = 2.0,
+    settle: float = 2.0, *, read_committed: bool | None = None,
 ) -> dict[str, list[Record]]:
     """Every output by id (duplicates kept), once all `expected` ids arrived and the
-    topics stayed quiet for `settle` seconds more."""
-    return asyncio.run(_collect(config, expected, timeout, settle))
+    topics stayed quiet for `settle` seconds more. Read as a `read_committed` consumer
+    when the worker runs `exactly_once` (unless told otherwise)."""
+    if read_committed is None:
+        read_committed = config.guarantee == "exactly_once"
+    return asyncio.run(_collect(config, expected, timeout, settle, read_committed))
 
 
 def diff_outputs(got: dict, expected: dict) -> dict[str, list]:
@@ -132,6 +152,8 @@ class OutputWatch:
     def __init__(self, config: StreamConfig) -> None:
         self.config = config
         self.ids: set[str] = set()
+        self.arrivals: list[float] = []
+        """Monotonic time at which each new id was seen, in order."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -143,8 +165,13 @@ class OutputWatch:
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=50)
+                now = time.monotonic()
                 for messages in batch.values():
-                    self.ids.update(json.loads(m.value)["event_id"] for m in messages)
+                    for m in messages:
+                        event_id = json.loads(m.value)["event_id"]
+                        if event_id not in self.ids:
+                            self.ids.add(event_id)
+                            self.arrivals.append(now)
         finally:
             await consumer.stop()
 
@@ -162,3 +189,60 @@ class OutputWatch:
             assert time.monotonic() < deadline, f"{len(self.ids)} of {count} outputs"
             time.sleep(0.01)
         return len(self.ids)
+
+    def longest_gap(self, since: float, until: float | None = None) -> float:
+        """Longest time without a new output between `since` and the last arrival (or
+        `until`): how long outputs stopped."""
+        times = [t for t in self.arrivals if t >= since and (until is None or t <= until)]
+        points = [since, *times]
+        return max((b - a for a, b in itertools.pairwise(points)), default=0.0)
+
+
+class SteadyProducer:
+    """Produces records at a steady rate from a background thread, as a live site does,
+    so that a fault in the middle of it lands mid-workload."""
+
+    def __init__(self, config: StreamConfig, records: list[Record], per_second: float) -> None:
+        self.config = config
+        self.records = records
+        self.per_second = per_second
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(**client_kwargs(self.config), linger_ms=5, acks="all",
+                                    request_timeout_ms=120_000)
+        await producer.start()
+        try:
+            start = time.monotonic()
+            futures = []
+            for i, r in enumerate(self.records):
+                wait = start + i / self.per_second - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                value = r["value"]
+                key = (value.get("group") or value.get("user_id") or "").encode()
+                futures.append(await producer.send(
+                    topic_name(self.config, r["topic"]), json.dumps(value).encode(), key=key))
+                self.sent = i + 1
+            for f in futures:
+                await f
+        finally:
+            await producer.stop()
+
+    def start(self) -> "SteadyProducer":
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float = 300.0) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"producer still running after {timeout}s"
+        if self.error is not None:
+            raise self.error

@@ -26,21 +26,21 @@ from kafka_helpers import (
 
 from schemas import SessionStart, Topic, decode_input, encode
 from stream_app import broker as broker_module
-from stream_app.broker import (
-    TANSU_ENV_VARS,
-    EmbeddedBroker,
+from stream_app.broker import TANSU_ENV_VARS, EmbeddedBroker, client_kwargs, free_port, tansu_binary
+from stream_app.config import Secret, Security, StreamConfig
+from stream_app.topics import (
+    MAX_RECORD_BYTES,
+    Retention,
     TopicCreationError,
-    client_kwargs,
+    changelog_topic,
     create_topics,
     feedback_topic,
-    free_port,
     grants_topic,
     input_topic_names,
-    tansu_binary,
     ticks_topic,
+    topic_configs,
     topic_specs,
 )
-from stream_app.config import Secret, Security, StreamConfig
 from stream_app.topics_cli import add_topics_command
 
 # --------------------------------------------------------------------------- broker
@@ -67,6 +67,7 @@ def test_tansu_binary_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.broker
+@pytest.mark.tansu_only
 def test_broker_starts_clean_env_and_stops_leaving_no_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -92,6 +93,7 @@ def test_broker_starts_clean_env_and_stops_leaving_no_process(
 
 
 @pytest.mark.broker
+@pytest.mark.tansu_only
 def test_broker_on_a_taken_port_fails_clearly() -> None:
     with EmbeddedBroker() as first:
         second = EmbeddedBroker(first.port, ready_timeout=5)
@@ -102,6 +104,7 @@ def test_broker_on_a_taken_port_fails_clearly() -> None:
 
 
 @pytest.mark.broker
+@pytest.mark.tansu_only
 def test_broker_losing_the_port_race_is_not_fooled_by_the_winner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -148,6 +151,7 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
 
 
 @pytest.mark.broker
+@pytest.mark.tansu_only
 def test_pause_freezes_the_broker_and_resume_thaws_it() -> None:
     """A request sent to a paused broker gets no answer; on resume the same request,
     on the same connection, is answered. A raw socket, so no client library's retry or
@@ -186,6 +190,7 @@ def test_topic_layout() -> None:
         f"{config.app_id}-grants": 6, f"{config.app_id}-ticks": 6,
         t.pass_consumed: 6, t.pass_returned: 6, t.access_denied: 6,
         t.allocation_rejected: 6, t.dead_letters: 6,
+        f"{config.app_id}-state-changelog": 6, f"{config.app_id}-ledger-changelog": 1,
     }
     assert grants_topic(config) == f"{config.app_id}-grants"
     assert ticks_topic(config) == f"{config.app_id}-ticks"
@@ -198,7 +203,7 @@ async def test_create_topics_creates_all_with_partition_counts(
 ) -> None:
     config = stream_config()
     wanted = {spec.name: spec.partitions for spec in topic_specs(config)}
-    created = await create_topics(config)
+    created = (await create_topics(config)).created
     assert sorted(created) == sorted(wanted)
     assert await partition_counts(broker, wanted) == wanted
     assert wanted[config.topics.allocations] == 1
@@ -208,13 +213,14 @@ async def test_create_topics_is_idempotent(
     stream_config: StreamConfigFactory, broker: str
 ) -> None:
     config = stream_config()
-    first = await create_topics(config)
-    assert await create_topics(config) == []
+    first = (await create_topics(config)).created
+    again = await create_topics(config)
+    assert again.created == [] and again.changed == {} and again.warnings == []
     # A partial earlier run: only the missing topics are created.
     other = stream_config(topics=config.topics)  # same topics, new app id
-    assert sorted(await create_topics(other)) == sorted([grants_topic(other),
-                                                         ticks_topic(other),
-                                                         feedback_topic(other)])
+    assert sorted((await create_topics(other)).created) == sorted([
+        grants_topic(other), ticks_topic(other), feedback_topic(other),
+        changelog_topic(other, "state"), changelog_topic(other, "ledger")])
     counts = await partition_counts(broker, first)
     assert counts == {spec.name: spec.partitions for spec in topic_specs(config)}
 
@@ -263,14 +269,85 @@ def test_topics_create_command(stream_config: StreamConfigFactory,
     for status in ("created", "existed"):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
-        rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        rows = [line.split(None, 2) for line in capsys.readouterr().out.splitlines()]
         assert rows[0] == ["TOPIC", "PARTITIONS", "STATUS"]
-        table = {name: (int(count), st) for name, count, st in rows[1:]}
+        table = {name: (int(count), st.split()[0]) for name, count, st in rows[1:]}
         assert table[config.topics.allocations] == (1, status)
         assert table[f"{config.app_id}-grants"] == (3, status)
         assert table[f"{config.app_id}-feedback"] == (1, status)
-        assert len(table) == 12
+        assert table[f"{config.app_id}-state-changelog"] == (3, status)
+        assert table[f"{config.app_id}-ledger-changelog"] == (1, status)
+        assert len(table) == 14
         assert {st for _, st in table.values()} == {status}
+
+
+async def test_create_topics_gives_each_role_its_settings_read_back_from_the_broker(
+    stream_config: StreamConfigFactory,
+) -> None:
+    """Changelogs compacted with room for a large commit record, inputs and outputs kept
+    as long as asked (a plan reads the history), ticks for an hour."""
+    config = stream_config()
+    retention = Retention(inputs=timedelta(days=90), outputs=timedelta(days=30))
+    await create_topics(config, retention=retention)
+    names = [spec.name for spec in topic_specs(config)]
+    configs = await topic_configs(config, names)
+    day = 86_400_000
+    for name in (changelog_topic(config, "state"), changelog_topic(config, "ledger")):
+        assert configs[name]["cleanup.policy"] == "compact"
+        assert int(configs[name]["max.message.bytes"]) == MAX_RECORD_BYTES
+    for name in input_topic_names(config):
+        assert configs[name]["retention.ms"] == str(90 * day)
+    assert configs[config.topics.pass_consumed]["retention.ms"] == str(30 * day)
+    assert configs[config.topics.dead_letters]["retention.ms"] == str(30 * day)
+    assert configs[ticks_topic(config)]["retention.ms"] == str(3_600_000)
+    assert configs[grants_topic(config)]["retention.ms"] == str(7 * day)
+
+
+async def test_a_shorter_retention_on_an_existing_input_is_reported_and_left_alone(
+    stream_config: StreamConfigFactory, broker: str
+) -> None:
+    config = stream_config()
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        await asyncio.wait_for(admin.create_topics([NewTopic(
+            config.topics.session_start, 4, 1, topic_configs={"retention.ms": str(86_400_000)})
+        ]), 10)
+    finally:
+        await admin.close()
+    report = await create_topics(config)
+    assert config.topics.session_start not in report.created
+    [warning] = report.warnings
+    assert config.topics.session_start in warning and "1 days" in warning
+    assert "400 days" in warning
+    configs = await topic_configs(config, [config.topics.session_start])
+    assert configs[config.topics.session_start]["retention.ms"] == str(86_400_000)
+
+
+@pytest.mark.kafka_only
+async def test_a_changelog_made_with_the_brokers_defaults_gets_its_settings_back(
+    stream_config: StreamConfigFactory, broker: str
+) -> None:
+    """A changelog auto-created by an older worker (delete policy, seven days, 1 MiB):
+    state would be lost after a week. Kafka only: Tansu 0.6 has no AlterConfigs."""
+    config = stream_config()
+    state = changelog_topic(config, "state")
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        await asyncio.wait_for(admin.create_topics([NewTopic(
+            state, 4, 1, topic_configs={"cleanup.policy": "delete",
+                                         "min.cleanable.dirty.ratio": "0.3"})]), 10)
+    finally:
+        await admin.close()
+    report = await create_topics(config)
+    assert report.changed[state] == {"cleanup.policy": "compact",
+                                     "max.message.bytes": str(MAX_RECORD_BYTES)}
+    configs = (await topic_configs(config, [state]))[state]
+    assert configs["cleanup.policy"] == "compact"
+    assert configs["min.cleanable.dirty.ratio"] == "0.3"  # the other settings are kept
+    again = await create_topics(config)
+    assert again.changed == {} and again.warnings == []
 
 
 # --------------------------------------------------------------------------- clients

@@ -21,22 +21,30 @@ from test_stream_equals_replay import random_workload
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.broker import EmbeddedBroker, create_topics
+from stream_app.apache_kafka import KafkaCluster
+from stream_app.broker import EmbeddedBroker
+from stream_app.topics import create_topics
 
-SESSION_TIMEOUT = 3.0
+SESSION_TIMEOUT = 6.0
+"""The least Apache Kafka accepts (`group.min.session.timeout.ms`)."""
 STALL = SESSION_TIMEOUT + 4.0
 """Long enough that the group coordinator expires the worker's session."""
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own: freezing the session's broker would stall others."""
-    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
-        yield broker
+def own_broker(tmp_path: Path, broker_kind) -> Iterator[EmbeddedBroker | KafkaCluster]:
+    """A broker of this test's own, of the kind under test: freezing the session's
+    broker would stall the other tests."""
+    if broker_kind.kind == "tansu":
+        with EmbeddedBroker(log_path=tmp_path / "tansu.log") as embedded:
+            yield embedded
+    else:
+        with KafkaCluster(1, broker_kind.version, home=tmp_path / "kafka") as cluster:
+            yield cluster
 
 
 def test_worker_recovers_by_itself_from_a_broker_frozen_past_the_session_timeout(
-    own_broker: EmbeddedBroker, stream_config, tmp_path: Path
+    own_broker: EmbeddedBroker | KafkaCluster, stream_config, tmp_path: Path
 ) -> None:
     config = stream_config(broker=own_broker.bootstrap, mode="replay")
     asyncio.run(create_topics(config))

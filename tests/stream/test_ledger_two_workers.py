@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 from kafka_helpers import consume_all, decisions
 from worker_process import WorkerProcess
 
-from stream_app.broker import create_topics
 from stream_app.config import StreamConfig
+from stream_app.topics import create_topics
 
 SEED = 20261131
 PRODUCERS = 8
@@ -71,7 +71,7 @@ def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
     config = stream_config(mode="replay")
     asyncio.run(create_topics(config))
     # One after the other: the second joins a settled group and takes half of it.
-    quick = ["--session-timeout", "3s"]  # the survivor takes over sooner
+    quick = ["--session-timeout", "6s"]  # the survivor takes over sooner (Kafka's least)
     workers = [WorkerProcess(config, tmp_path, extra=quick, name="a").start(config.partitions)]
     try:
         workers.append(WorkerProcess(config, tmp_path, extra=quick, name="b").start())

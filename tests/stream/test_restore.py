@@ -18,9 +18,10 @@ from worker_process import WorkerProcess
 
 from stream_app import restore
 from stream_app.app import Worker
-from stream_app.broker import create_topics
 from stream_app.config import StreamConfig
 from stream_app.partition_task import record_key
+from stream_app.tables import MemoryStore
+from stream_app.topics import create_topics
 
 
 def _changelog(n: int, seed: int) -> list[ConsumerRecord[bytes, bytes]]:
@@ -53,7 +54,7 @@ def test_bulk_records_leave_the_store_as_faust_s_changelog_events_do() -> None:
     batches = [records[a:b] for a, b in zip([0, *cuts], [*cuts, len(records)], strict=True)]
     bulk = Worker(StreamConfig(broker="127.0.0.1:1", app_id="restore-bulk")).state
     faust_path = Worker(StreamConfig(broker="127.0.0.1:1", app_id="restore-faust")).state
-    assert isinstance(bulk.data, restore.MemoryStore)
+    assert isinstance(bulk.data, MemoryStore)
 
     async def by_events() -> None:
         decode = faust_path.changelog_topic.decode

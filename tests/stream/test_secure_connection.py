@@ -32,8 +32,13 @@ from aiokafka.errors import KafkaError
 from stream_harness import collect, diff_outputs, produce, replay_reference, wait_for_state
 from worker_process import ROOT, WorkerProcess
 
-from stream_app.broker import create_topics, free_port, tansu_binary
+from stream_app.broker import free_port, tansu_binary
 from stream_app.config import Secret, Security, StreamConfig
+from stream_app.topics import create_topics
+
+pytestmark = pytest.mark.tansu_only
+"""Every broker here is a Tansu of the test's own: what it proves is how the client
+settings meet this Tansu's limits."""
 
 SEED = ROOT / "examples" / "seed-scenario.jsonl"
 STUNNEL_INSTALL = "apt-get install -y stunnel4"

@@ -16,9 +16,9 @@ from stream_harness import (
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.broker import create_topics
 from stream_app.config import StreamConfig
 from stream_app.synthetic import generate, to_jsonl_lines
+from stream_app.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed-scenario.jsonl"

@@ -46,6 +46,8 @@ class WorkerProcess:
         return [
             sys.executable, "-m", "stream_app", "--log-level", "info", "worker",
             "--broker", c.broker, "--app-id", c.app_id, "--mode", c.mode,
+            "--guarantee", c.guarantee,
+            *(["--instance-id", c.instance_id] if c.instance_id else []),
             "--partitions", str(c.partitions), "--store", c.store,
             "--web-port", str(self.port), "--web-host", "127.0.0.1",
             "--session-timeout", "6s", "--idle-wait", "3s",
@@ -64,7 +66,11 @@ class WorkerProcess:
 
     def start(self, wait_partitions: int | None = None) -> "WorkerProcess":
         self.launch()
-        self.wait_ready(wait_partitions)
+        try:
+            self.wait_ready(wait_partitions)
+        except BaseException:
+            self.stop()  # a worker that never got ready must not outlive its test
+            raise
         return self
 
     def launch(self) -> None:

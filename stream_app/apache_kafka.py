@@ -1,0 +1,503 @@
+"""Apache Kafka on loopback: one KRaft node, or a cluster of three, from Maven Central.
+
+The broker tokenpool's users run, for the tests and benchmarks that must hold on it
+(Tansu, the embedded broker of the demo, is not Kafka). No Docker and no tarball: the
+`org.apache.kafka:kafka_2.13` jars with their runtime dependencies are resolved by
+Maven (`deploy/kafka/pom.xml`) into a cache outside the work tree, and each node is
+`java -cp 'LIB/*' kafka.Kafka server.properties` in combined broker+controller mode.
+
+Settings are a production cluster's, with two exceptions a test needs and a
+production cluster may also choose: no initial rebalance delay, and internal topics
+replicated as widely as the node count allows. Topic auto-creation is off, as it is on
+most production clusters: every topic the service needs must be created by it.
+"""
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stream_app.broker import BrokerStartError, _accepts, _die_with_parent, _run_blocking, free_port
+
+log = logging.getLogger(__name__)
+
+LATEST = "4.4.0"
+"""The newest 4.x line that resolves from Maven Central here."""
+LINE_3 = "3.9.2"
+"""The 3.9 line: the last with ZooKeeper, which many clusters still run (here in KRaft)."""
+VERSIONS = {"4": LATEST, "4.4": LATEST, LATEST: LATEST, "3.9": LINE_3, LINE_3: LINE_3}
+"""Names a test run may ask for (`TOKENPOOL_TEST_BROKER=kafka-3.9`) → pinned versions."""
+
+ROOT = Path(__file__).resolve().parents[1]
+POM = ROOT / "deploy" / "kafka" / "pom.xml"
+HEAP = "512m"
+"""Each node's JVM heap: three nodes, the workers and the suite share two cores."""
+READY_TIMEOUT = 90.0
+
+
+class KafkaUnavailable(RuntimeError):
+    """Java or Maven is missing, or Maven could not resolve the broker's jars."""
+
+
+def pinned(version: str) -> str:
+    try:
+        return VERSIONS[version]
+    except KeyError:
+        raise ValueError(
+            f"unknown Kafka version {version!r}; tested: {LATEST}, {LINE_3}"
+        ) from None
+
+
+def cache_dir() -> Path:
+    """Where resolved jars live: `TOKENPOOL_KAFKA_CACHE`, else `~/.cache/tokenpool/kafka`."""
+    configured = os.environ.get("TOKENPOOL_KAFKA_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tokenpool" / "kafka"
+
+
+def kafka_lib(version: str = LATEST) -> Path:
+    """The folder of the broker's jars for `version`, resolved by Maven on first use.
+
+    Safe to call from several processes at once: one resolves, the others wait for it.
+    """
+    version = pinned(version)
+    base = cache_dir() / version
+    lib, done = base / "lib", base / ".complete"
+    if done.exists():
+        return lib
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            raise KafkaUnavailable(
+                f"Apache Kafka's broker needs `{tool}` on PATH (Java 17 and Maven: "
+                "apt-get install openjdk-17-jre-headless maven)"
+            )
+    if not POM.is_file():
+        raise KafkaUnavailable(f"no {POM}: run from a checkout of the repository")
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base.parent / f"{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return lib
+        staging = Path(tempfile.mkdtemp(prefix="lib-", dir=base))
+        profile = "kafka-4" if version.startswith("4.") else "kafka-3"
+        command = [
+            "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-Dkafka.version={version}", f"-P{profile}",
+            f"-DoutputDirectory={staging}",
+        ]
+        log.info("resolving Apache Kafka %s with Maven into %s", version, lib)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        jars = list(staging.glob(f"kafka_2.13-{version}.jar"))
+        if result.returncode != 0 or not jars:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise KafkaUnavailable(
+                f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} "
+                f"(exit {result.returncode}): {(result.stdout + result.stderr)[-2000:]}"
+            )
+        shutil.rmtree(lib, ignore_errors=True)
+        staging.rename(lib)
+        done.touch()
+    return lib
+
+
+def random_cluster_id() -> str:
+    """A KRaft cluster id as `kafka-storage random-uuid` prints it (URL-safe base64 of
+    16 random bytes, no padding), without starting a JVM for it. Like Kafka's own
+    `Uuid.randomUuid`, never one that starts with "-": the tools would read it as a flag."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = INFO
+"""
+_LOG4J1 = """\
+log4j.rootLogger=INFO, out
+log4j.appender.out=org.apache.log4j.ConsoleAppender
+log4j.appender.out.layout=org.apache.log4j.PatternLayout
+log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+"""
+
+
+class KafkaNode:
+    """One combined broker+controller process. Ports are fixed at construction so a
+    restarted node comes back where its clients and its peers expect it."""
+
+    def __init__(self, node_id: int, home: Path, lib: Path, version: str,
+                 host: str = "127.0.0.1") -> None:
+        self.node_id = node_id
+        self.home = home
+        self.lib = lib
+        self.version = version
+        self.host = host
+        self.port = free_port(host)
+        self.controller_port = free_port(host)
+        self.properties: dict[str, str] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _java(self, main: str, *args: str, heap: str = HEAP) -> list[str]:
+        if self.version.startswith("4."):
+            logging_flag = f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}"
+        else:
+            logging_flag = f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}"
+        return ["java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", logging_flag,
+                "-cp", f"{self.lib}/*", main, *args]
+
+    def write_config(self, properties: Mapping[str, str]) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.properties = dict(properties)
+        path = self.home / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in self.properties.items()))
+        (self.home / "log4j2.properties").write_text(_LOG4J2)
+        (self.home / "log4j.properties").write_text(_LOG4J1)
+        return path
+
+    def format(self, cluster_id: str) -> None:
+        config = self.home / "server.properties"
+        result = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                       str(config), heap="128m"),
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise BrokerStartError(
+                f"kafka-storage format failed on node {self.node_id}: "
+                f"{(result.stdout + result.stderr)[-2000:]}"
+            )
+
+    def start(self) -> None:
+        if self.running:
+            raise RuntimeError(f"node {self.node_id} already running")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
+        self._process = subprocess.Popen(
+            self._java("kafka.Kafka", str(self.home / "server.properties")),
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        log.info("kafka node started node=%d address=%s pid=%d", self.node_id,
+                 self.address, self._process.pid)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown, no flush of the page cache to the log."""
+        self._signal(signal.SIGKILL)
+        self._reap(10.0)
+        log.info("kafka node killed node=%d", self.node_id)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Controlled shutdown (SIGTERM: leadership moves away first), SIGKILL after
+        `timeout`."""
+        if self._process is None:
+            return
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("kafka node ignored SIGTERM for %.0fs, killing node=%d",
+                        timeout, self.node_id)
+        self._signal(signal.SIGKILL)
+        self._reap(10.0)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting (see `stop`)."""
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGTERM)
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _reap(self, timeout: float) -> None:
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout)
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            raise BrokerStartError(
+                f"kafka node {self.node_id} exited with status {self._process.returncode}; "
+                f"see {self.log_path}: {self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def cluster_properties(node: KafkaNode, nodes: list[KafkaNode]) -> dict[str, str]:
+    """A KRaft combined-mode node of a cluster of `len(nodes)` on loopback."""
+    n = len(nodes)
+    voters = ",".join(f"{m.node_id}@{m.host}:{m.controller_port}" for m in nodes)
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:"
+                     f"{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{node.address}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(node.home / "data"),
+        "auto.create.topics.enable": "false",
+        "group.initial.rebalance.delay.ms": "0",
+        "offsets.topic.replication.factor": str(min(3, n)),
+        "transaction.state.log.replication.factor": str(min(3, n)),
+        "transaction.state.log.min.isr": str(min(2, n)),
+        "default.replication.factor": str(min(3, n)),
+        "min.insync.replicas": str(min(2, n)),
+    }
+
+
+class KafkaCluster:
+    """`nodes` KRaft nodes (1 or 3) on loopback, each in its own process group.
+
+    `overrides` replace or add server properties on every node (the compose file's
+    settings, say); listener and quorum addresses stay the cluster's own. Data lives
+    under `home` (a temporary folder by default) and is removed by `stop()` when the
+    cluster made the folder itself.
+    """
+
+    def __init__(self, nodes: int = 1, version: str = LATEST, *,
+                 home: Path | str | None = None,
+                 overrides: Mapping[str, str] | None = None) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.version = pinned(version)
+        self._own_home = home is None
+        self.home = Path(home) if home is not None else Path(
+            tempfile.mkdtemp(prefix=f"kafka-{self.version}-"))
+        self.cluster_id = random_cluster_id()
+        self._overrides = dict(overrides or {})
+        self._size = nodes
+        self.nodes: list[KafkaNode] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaNode:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def start(self) -> "KafkaCluster":
+        lib = kafka_lib(self.version)
+        self.nodes = [KafkaNode(i, self.home / f"node-{i}", lib, self.version)
+                      for i in range(1, self._size + 1)]
+        try:
+            for node in self.nodes:
+                node.write_config({**cluster_properties(node, self.nodes), **self._overrides})
+                node.format(self.cluster_id)
+            for node in self.nodes:
+                node.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("kafka cluster ready version=%s nodes=%d bootstrap=%s", self.version,
+                 len(self.nodes), self.bootstrap)
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every running node is a broker the cluster's metadata lists."""
+        deadline = time.monotonic() + timeout
+        running = [n for n in self.nodes if n.running]
+        wanted = {n.node_id for n in running}
+        last: Any = None
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                node.check_alive()
+            if not all(_accepts(n.host, n.port) for n in running):
+                time.sleep(0.1)
+                continue
+            try:
+                # Asked of every node: a restarted one answers only once it is back.
+                seen = [_run_blocking(_describe_cluster(n.address), 5.0) for n in running]
+                last = [sorted(b["node_id"] for b in c.get("brokers", [])) for c in seen]
+                if all(wanted <= {b["node_id"] for b in c.get("brokers", [])}
+                       and c.get("controller_id", -1) != -1 for c in seen):
+                    return
+            except Exception as exc:  # not answering yet
+                last = exc
+            time.sleep(0.25)
+        raise BrokerStartError(
+            f"kafka cluster not ready in {timeout}s (last: {last!r}); node logs under "
+            f"{self.home}"
+        )
+
+    def restart(self, node_id: int, *, kill: bool = True) -> None:
+        """Kill (or stop) a node and start it again on the same ports and data."""
+        node = self.node(node_id)
+        if kill:
+            node.kill()
+        else:
+            node.stop()
+        node.start()
+        self.wait_ready()
+
+    def wait_in_sync(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every replica of every partition is in sync again (after a node came
+        back): what an operator waits for before restarting the next node."""
+        deadline = time.monotonic() + timeout
+        behind: Any = None
+        while time.monotonic() < deadline:
+            behind = _run_blocking(_out_of_sync(self.bootstrap), 15.0)
+            if not behind:
+                return
+            time.sleep(0.5)
+        raise BrokerStartError(f"replicas still out of sync after {timeout}s: {behind}")
+
+    def pause(self) -> None:
+        """Freeze every node (SIGSTOP): connections stay open, nothing is answered."""
+        for node in self.nodes:
+            node.pause()
+
+    def resume(self) -> None:
+        for node in self.nodes:
+            node.resume()
+
+    def leader(self, topic: str, partition: int) -> int:
+        """Node id leading a partition now."""
+        return _run_blocking(_leader(self.bootstrap, topic, partition), 15.0)
+
+    def stop(self) -> None:
+        """Every node at once: one by one, the last ones would wait for a quorum that
+        the first ones took away."""
+        for node in self.nodes:
+            node.terminate()
+        for node in self.nodes:
+            node.stop(timeout=3.0)
+        if self._own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> "KafkaCluster":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+async def _describe_cluster(bootstrap: str) -> dict[str, Any]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        cluster: dict[str, Any] = await admin.describe_cluster()
+        return cluster
+    finally:
+        await admin.close()
+
+
+async def _out_of_sync(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        topics = await admin.list_topics()
+        behind = []
+        for described in await admin.describe_topics(topics):
+            for p in described["partitions"]:
+                if set(p["isr"]) != set(p["replicas"]) or p["leader"] < 0:
+                    behind.append(f"{described['topic']}[{p['partition']}]")
+        return behind
+    finally:
+        await admin.close()
+
+
+async def _leader(bootstrap: str, topic: str, partition: int) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        for described in await admin.describe_topics([topic]):
+            for p in described["partitions"]:
+                if p["partition"] == partition:
+                    return int(p["leader"])
+        raise KeyError(f"{topic}[{partition}]")
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    """`python -m stream_app.apache_kafka [--nodes N] [--version V]`: a cluster in the
+    foreground until Ctrl-C, for trying the service on Kafka by hand."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--version", default=LATEST)
+    parser.add_argument("--resolve-only", action="store_true",
+                        help="fetch the jars into the cache and exit")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.resolve_only:
+        print(kafka_lib(args.version))
+        return
+    with KafkaCluster(args.nodes, args.version) as cluster:
+        print(f"bootstrap: {cluster.bootstrap}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(asyncio.Event().wait())
+
+
+if __name__ == "__main__":
+    main()
