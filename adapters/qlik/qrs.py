@@ -4,7 +4,8 @@
   with `useStartTime` (when it was consumed), `latestActivity`, `useStopTime`, the
   user, the sessions it covers and (on current versions) the login access group
   (`loginAccessType`).
-- `GET /qrs/license/accesstypeoverview`: the site's token figures.
+- `GET /qrs/license/accesstypeoverview`: the site's token figures (`loginAccess`,
+  `userAccess`).
 - `GET /qrs/license/useraccesstype/full`: user access pass holders.
 
 A record counts as a pass in use until `useStartTime + pass lifetime` (28 days, R7),
@@ -51,14 +52,20 @@ class LoginAccessUsage(msgspec.Struct, frozen=True, rename="camel"):
     login_access_type: QrsAccessType | None = None
 
 
-class LoginAccessFigures(msgspec.Struct, frozen=True, rename="camel"):
+class LoginAccessDetails(msgspec.Struct, frozen=True, rename="camel"):
+    """`AccessTypeOverview.LoginAccessDetails` of the QRS API reference."""
+
+    enabled: bool = False
     token_cost: float = 0.1
     allocated_tokens: float = 0
     used_tokens: float = 0
     unavailable_tokens: float = 0
 
 
-class UserAccessFigures(msgspec.Struct, frozen=True, rename="camel"):
+class UserAccessDetails(msgspec.Struct, frozen=True, rename="camel"):
+    """`AccessTypeOverview.UserAccessDetails` of the QRS API reference."""
+
+    enabled: bool = False
     token_cost: float = 1.0
     allocated_tokens: float = 0
     used_tokens: float = 0
@@ -66,10 +73,21 @@ class UserAccessFigures(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class AccessTypeOverview(msgspec.Struct, frozen=True, rename="camel"):
+    """"License: Get access type overview". The sections are `loginAccess` and
+    `userAccess`; `loginAccessType` / `userAccessType` are the names of the
+    deprecated `accesstypeinfo` and are not read here. A section the answer lacks
+    stays None, so its figures are missing, never a silent 0."""
+
     total_tokens: float = 0
     available_tokens: float = 0
-    login_access_type: LoginAccessFigures = LoginAccessFigures()
-    user_access_type: UserAccessFigures = UserAccessFigures()
+    tokens_enabled: bool = False
+    login_access: LoginAccessDetails | None = None
+    user_access: UserAccessDetails | None = None
+
+    def missing_sections(self) -> list[str]:
+        return [name for name, section in (("loginAccess", self.login_access),
+                                           ("userAccess", self.user_access))
+                if section is None]
 
 
 _usage = msgspec.json.Decoder(list[LoginAccessUsage])

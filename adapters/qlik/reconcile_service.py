@@ -73,15 +73,7 @@ class ReconcileCollector(Collector):
             tokens = GaugeMetricFamily("tokenpool_reconcile_qrs_tokens",
                                        "Token figures of QRS accesstypeoverview.",
                                        labels=["kind"])
-            o = r.overview
-            for kind, value in (
-                ("total", o.total_tokens), ("available", o.available_tokens),
-                ("login_access_allocated", o.login_access_type.allocated_tokens),
-                ("login_access_used", o.login_access_type.used_tokens),
-                ("user_access_allocated", o.user_access_type.allocated_tokens),
-                ("user_access_used", o.user_access_type.used_tokens),
-                ("user_access_quarantined", o.user_access_type.quarantined_tokens),
-            ):
+            for kind, value in token_figures(r.overview):
                 tokens.add_metric([kind], value)
             yield tokens
         if r.last_success is not None:
@@ -92,6 +84,20 @@ class ReconcileCollector(Collector):
         for source, n in sorted(r.errors.items()):
             errors.add_metric([source], n)
         yield errors
+
+
+def token_figures(o: AccessTypeOverview) -> list[tuple[str, float]]:
+    """(kind label, figure) of every section the overview has."""
+    out = [("total", o.total_tokens), ("available", o.available_tokens)]
+    if o.login_access is not None:
+        out += [("login_access_allocated", o.login_access.allocated_tokens),
+                ("login_access_used", o.login_access.used_tokens),
+                ("login_access_unavailable", o.login_access.unavailable_tokens)]
+    if o.user_access is not None:
+        out += [("user_access_allocated", o.user_access.allocated_tokens),
+                ("user_access_used", o.user_access.used_tokens),
+                ("user_access_quarantined", o.user_access.quarantined_tokens)]
+    return out
 
 
 def fetch_metrics(urls: Sequence[str], timeout: float = 10.0) -> list[str]:
@@ -146,6 +152,10 @@ class Reconciler:
         except SourceError:
             self.result.errors["tokenpool"] += 1
             raise
+        for section in overview.missing_sections():
+            log.warning("accesstypeoverview has no %s: its token figures are not exported "
+                        "(a licence without tokens, or a QRS version that names it "
+                        "differently)", section)
         groups, unmapped = passes_in_use(usage, self.mapping, now or datetime.now(UTC),
                                          self.pass_lifetime)
         for user in sorted(unmapped):

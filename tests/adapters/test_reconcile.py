@@ -104,7 +104,7 @@ def test_drift_per_group_and_the_users_behind_it(
     assert registry.get_sample_value(drift, {"group": "everyone"}) == 1
     assert registry.get_sample_value(drift, {"group": "finance"}) == 0
     assert registry.get_sample_value("tokenpool_reconcile_qrs_tokens",
-                                     {"kind": "login_access_allocated"}) == 3
+                                     {"kind": "login_access_allocated"}) == 40
     paths = [path for path, _ in qrs.requests]
     assert paths == ["/qrs/license/loginaccessusage/full", "/qrs/license/accesstypeoverview"]
     assert all(h["X-Qlik-User"] == "UserDirectory=INTERNAL; UserId=sa_api"
