@@ -10,11 +10,15 @@
 
 A record counts as a pass in use until `useStartTime + pass lifetime` (28 days, R7),
 the same rule tokenpool applies, so both sides count the same thing.
+
+The API reference makes every field of these records optional (`user` included), so
+records are decoded one by one: a record with a null or unreadable field that is
+needed is skipped with its reason (`Skipped`), and the rest of the answer is used.
+Only an answer that is not a JSON list at all fails the poll.
 """
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -22,34 +26,69 @@ from adapters.qlik.activity import qualified_user
 from adapters.qlik.group_mapping import GroupMapping
 from schemas.timestamps import Timestamp
 
+NO_USER = "(no user)"
+"""How a pass Qlik counts without a user (`"user": null`) is listed among a group's users."""
+
+SkipReason = Literal["invalid", "no_use_start_time", "no_user_or_group"]
+"""Why a record was left out; a closed set, used as a metric label."""
+
 
 class QrsFormatError(ValueError):
     """A QRS answer that is not the documented shape; the message names the field."""
 
 
+class Skipped(msgspec.Struct, frozen=True):
+    """A record of a QRS answer left out, and why (`detail` is for the log)."""
+
+    index: int
+    reason: SkipReason
+    detail: str
+
+
 class QrsUser(msgspec.Struct, frozen=True, rename="camel"):
-    user_directory: str
-    user_id: str
+    """`UserCondensed`: every field optional."""
+
+    user_directory: str | None = None
+    user_id: str | None = None
+
+    def qualified(self) -> str | None:
+        """`DIRECTORY\\userid`, or None when either part is missing."""
+        if not self.user_directory or not self.user_id:
+            return None
+        return qualified_user(self.user_directory, self.user_id)
 
 
 class QrsSession(msgspec.Struct, frozen=True,
                  rename={"session_id": "sessionID", "latest_activity": "latestActivity"}):
-    session_id: str = ""
+    session_id: str | None = None
     latest_activity: Timestamp | None = None
 
 
 class QrsAccessType(msgspec.Struct, frozen=True, rename="camel"):
-    name: str = ""
-    id: str = ""
+    name: str | None = None
+    id: str | None = None
 
 
 class LoginAccessUsage(msgspec.Struct, frozen=True, rename="camel"):
-    user: QrsUser
-    use_start_time: Timestamp
+    """`LicenseLoginAccessUsage`; `use_start_time` is checked when decoding."""
+
+    use_start_time: Timestamp | None = None
+    user: QrsUser | None = None
     latest_activity: Timestamp | None = None
     use_stop_time: Timestamp | None = None
-    sessions: list[QrsSession] = []
+    sessions: list[QrsSession] | None = None
     login_access_type: QrsAccessType | None = None
+
+
+T = TypeVar("T")
+
+
+class Decoded(msgspec.Struct, Generic[T]):
+    """The usable records of an answer (with their positions in it), and the skipped."""
+
+    records: list[T]
+    indexes: list[int]
+    skipped: list[Skipped]
 
 
 class LoginAccessDetails(msgspec.Struct, frozen=True, rename="camel"):
@@ -90,16 +129,35 @@ class AccessTypeOverview(msgspec.Struct, frozen=True, rename="camel"):
                 if section is None]
 
 
-_usage = msgspec.json.Decoder(list[LoginAccessUsage])
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_usage = msgspec.json.Decoder(LoginAccessUsage)
 _overview = msgspec.json.Decoder(AccessTypeOverview)
 _any_list = msgspec.json.Decoder(list[dict[str, Any]])
 
 
-def decode_usage(body: bytes) -> list[LoginAccessUsage]:
+def _records(body: bytes, what: str) -> list[msgspec.Raw]:
     try:
-        return _usage.decode(body)
+        return _raw_list.decode(body)
     except msgspec.DecodeError as exc:
-        raise QrsFormatError(f"loginaccessusage/full: {exc}") from None
+        raise QrsFormatError(f"{what}: {exc}") from None
+
+
+def decode_usage(body: bytes) -> Decoded[LoginAccessUsage]:
+    """`loginaccessusage/full`, record by record."""
+    out: Decoded[LoginAccessUsage] = Decoded([], [], [])
+    for i, raw in enumerate(_records(body, "loginaccessusage/full")):
+        try:
+            record = _usage.decode(raw)
+        except msgspec.DecodeError as exc:
+            out.skipped.append(Skipped(i, "invalid", str(exc)))
+            continue
+        if record.use_start_time is None:
+            out.skipped.append(Skipped(i, "no_use_start_time", "useStartTime is null or "
+                                       "absent: when the pass was consumed is unknown"))
+            continue
+        out.records.append(record)
+        out.indexes.append(i)
+    return out
 
 
 def decode_overview(body: bytes) -> AccessTypeOverview:
@@ -123,35 +181,48 @@ class GroupUsage(msgspec.Struct):
     users: dict[str, int] = {}
 
 
+class InUse(msgspec.Struct):
+    """Passes in use per group, the users no group was found for, the records skipped."""
+
+    groups: dict[str, GroupUsage]
+    unmapped: set[str]
+    skipped: list[Skipped]
+
+
 def passes_in_use(
-    records: list[LoginAccessUsage],
+    usage: Decoded[LoginAccessUsage],
     mapping: GroupMapping,
     as_of: datetime,
     pass_lifetime: timedelta = timedelta(days=28),
-) -> tuple[dict[str, GroupUsage], set[str]]:
-    """Passes in use per group at `as_of`, and the users no group could be found for.
+) -> InUse:
+    """Passes in use per group at `as_of`.
 
     The group is Qlik's own (`loginAccessType.name`) when the record has one, else the
-    mapping file's answer for the user, the same as the adapters use.
+    mapping file's answer for the user, the same as the adapters use. A pass without a
+    user still counts in its group (Qlik counts it), listed as `NO_USER`; one with
+    neither user nor group cannot be placed and is skipped.
     """
-    groups: dict[str, GroupUsage] = {}
-    unmapped: set[str] = set()
-    for rec in records:
-        if not rec.use_start_time + pass_lifetime > as_of >= rec.use_start_time:
+    out = InUse(groups={}, unmapped=set(), skipped=[])
+    for i, rec in zip(usage.indexes, usage.records, strict=True):
+        start = rec.use_start_time
+        if start is None or not start + pass_lifetime > as_of >= start:
             continue
-        user = qualified_user(rec.user.user_directory, rec.user.user_id)
-        group = rec.login_access_type.name if rec.login_access_type is not None else ""
+        user = rec.user.qualified() if rec.user is not None else None
+        group = rec.login_access_type.name if rec.login_access_type is not None else None
         if not group:
-            decided = mapping.decide(rec.user.user_directory, rec.user.user_id)
+            if user is None or rec.user is None:
+                out.skipped.append(Skipped(i, "no_user_or_group", "neither user nor "
+                                           "loginAccessType: the pass cannot be placed in "
+                                           "a group"))
+                continue
+            decided = mapping.decide(rec.user.user_directory or "", rec.user.user_id or "")
             if decided.group is None:
-                unmapped.add(user)
+                out.unmapped.add(user)
                 continue
             group = decided.group
-        usage = groups.setdefault(group, GroupUsage(users={}))
-        usage.in_use += 1
-        usage.users[user] = usage.users.get(user, 0) + 1
-    return groups, unmapped
+        counted = out.groups.setdefault(group, GroupUsage(users={}))
+        counted.in_use += 1
+        holder = user or NO_USER
+        counted.users[holder] = counted.users.get(holder, 0) + 1
+    return out
 
-
-def as_plain(groups: Mapping[str, GroupUsage]) -> dict[str, int]:
-    return {g: u.in_use for g, u in groups.items()}

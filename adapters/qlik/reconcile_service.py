@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from adapters.qlik.group_mapping import GroupMapping
 from adapters.qlik.qrs import (
     AccessTypeOverview,
     QrsFormatError,
+    Skipped,
     decode_overview,
     decode_usage,
     passes_in_use,
@@ -50,6 +52,8 @@ class ReconcileResult:
         self.overview: AccessTypeOverview | None = None
         self.last_success: float | None = None
         self.errors: dict[str, int] = {"qrs": 0, "tokenpool": 0}
+        self.skipped: Counter[tuple[str, str]] = Counter()
+        """Records left out of polls so far, by (endpoint, reason)."""
 
 
 class ReconcileCollector(Collector):
@@ -84,6 +88,13 @@ class ReconcileCollector(Collector):
         for source, n in sorted(r.errors.items()):
             errors.add_metric([source], n)
         yield errors
+        skipped = CounterMetricFamily(
+            "tokenpool_reconcile_skipped_records", "QRS records left out of polls (a null "
+            "or unreadable field they need), by endpoint and reason.",
+            labels=["endpoint", "reason"])
+        for (endpoint, reason), n in sorted(r.skipped.items()):
+            skipped.add_metric([endpoint, reason], n)
+        yield skipped
 
 
 def token_figures(o: AccessTypeOverview) -> list[tuple[str, float]]:
@@ -156,11 +167,12 @@ class Reconciler:
             log.warning("accesstypeoverview has no %s: its token figures are not exported "
                         "(a licence without tokens, or a QRS version that names it "
                         "differently)", section)
-        groups, unmapped = passes_in_use(usage, self.mapping, now or datetime.now(UTC),
-                                         self.pass_lifetime)
-        for user in sorted(unmapped):
+        counted = passes_in_use(usage, self.mapping, now or datetime.now(UTC),
+                                self.pass_lifetime)
+        self._skipped("loginaccessusage", usage.skipped + counted.skipped)
+        for user in sorted(counted.unmapped):
             log.warning("QRS counts a pass for %s, who matches no group rule", user)
-        rows = compute_drift(groups, own)
+        rows = compute_drift(counted.groups, own)
         for row in rows:
             if row.drift:
                 users = ", ".join(f"{u} ({n})" for u, n in row.users) or "none"
@@ -170,6 +182,12 @@ class Reconciler:
         self.result.drift, self.result.overview = rows, overview
         self.result.last_success = time.time()
         return rows
+
+    def _skipped(self, endpoint: str, skipped: Sequence[Skipped]) -> None:
+        for s in sorted(skipped, key=lambda s: s.index):
+            self.result.skipped[(endpoint, s.reason)] += 1
+            log.warning("skipped QRS record endpoint=%s index=%d reason=%s: %s", endpoint,
+                        s.index, s.reason, s.detail)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -76,7 +76,8 @@ def replay_state(tmp_path: Path) -> Path:
 
 def test_qrs_usage_counts_passes_per_group_within_28_days() -> None:
     records = decode_usage((FIXTURES / "qrs" / "loginaccessusage.json").read_bytes())
-    groups, unmapped = passes_in_use(records, mapping(), AS_OF)
+    counted = passes_in_use(records, mapping(), AS_OF)
+    groups, unmapped = counted.groups, counted.unmapped
     # The record without loginAccessType is placed by groups.yaml; the September one
     # returned long ago (R7).
     assert {g: (u.in_use, u.users) for g, u in groups.items()} == {
@@ -85,6 +86,7 @@ def test_qrs_usage_counts_passes_per_group_within_28_days() -> None:
         "everyone": (1, {"CORP\\carol": 1}),
     }
     assert unmapped == set()
+    assert records.skipped == counted.skipped == []
 
 
 def test_drift_per_group_and_the_users_behind_it(
