@@ -168,9 +168,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_uap(args: argparse.Namespace) -> int:
-    from adapters.qlik.group_mapping import MappingError, holders_from_qrs, parse_uap_csv
-    from adapters.qlik.ingest import run_uap
-    from adapters.qlik.qrs import QrsFormatError, decode_list
+    from adapters.qlik.group_mapping import MappingError, parse_uap_csv
+    from adapters.qlik.ingest import run_uap, uap_holders_from_qrs
+    from adapters.qlik.qrs import QrsFormatError
     from adapters.qlik.qrs_client import QrsClient, QrsError
 
     try:
@@ -179,8 +179,7 @@ def _cmd_uap(args: argparse.Namespace) -> int:
         else:
             client = QrsClient(args.qrs, cert=args.cert, key=args.key, ca=args.ca,
                                user=args.qrs_user)
-            body = client.get_sync("/qrs/license/useraccesstype/full")
-            holders = holders_from_qrs(decode_list(body, "useraccesstype/full"))
+            holders = uap_holders_from_qrs(client)
     except (MappingError, OSError, QrsError, QrsFormatError) as exc:
         return _fail("ingest qlik-uap", exc)
     report = asyncio.run(run_uap(from_args(args), holders, args.state))

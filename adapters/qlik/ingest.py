@@ -17,6 +17,8 @@ from adapters.qlik.group_mapping import (
     uap_changes,
 )
 from adapters.qlik.log_follower import LogCursor, PositionStore
+from adapters.qlik.qrs import decode_user_access, holders_from_qrs
+from adapters.qlik.qrs_client import QrsClient
 from adapters.qlik.sink import EventSink, IngestReport
 from adapters.qlik.udp_format import UdpCorrelator
 from adapters.qlik.udp_listener import Batch, UdpListener
@@ -116,6 +118,25 @@ async def run_audit_logs(config: StreamConfig, mapping: GroupMapping, paths: Seq
         await sink.stop()
     log.info("audit logs done %s", sink.report.summary())
     return sink.report
+
+
+USER_ACCESS_PATH = "/qrs/license/useraccesstype/full"
+
+
+def uap_holders_from_qrs(client: QrsClient) -> set[str]:
+    """Who holds a user access pass now, by QRS; every record that makes no holder is
+    logged with its reason (quarantine and deleted users are Qlik's states, the others
+    are records that cannot be used)."""
+    uap = holders_from_qrs(decode_user_access(client.get_sync(USER_ACCESS_PATH)))
+    for s in uap.not_held:
+        if s.reason in ("quarantined", "deleted_user"):
+            log.info("user access pass not held index=%d reason=%s: %s", s.index, s.reason,
+                     s.detail)
+        else:
+            log.warning("skipped QRS record endpoint=useraccesstype index=%d reason=%s: %s",
+                        s.index, s.reason, s.detail)
+    log.info("user access holders=%d not_held=%d", len(uap.holders), len(uap.not_held))
+    return uap.holders
 
 
 class _UapState(msgspec.Struct):

@@ -18,7 +18,7 @@ Only an answer that is not a JSON list at all fails the poll.
 """
 
 from datetime import datetime, timedelta
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import msgspec
 
@@ -29,8 +29,10 @@ from schemas.timestamps import Timestamp
 NO_USER = "(no user)"
 """How a pass Qlik counts without a user (`"user": null`) is listed among a group's users."""
 
-SkipReason = Literal["invalid", "no_use_start_time", "no_user_or_group"]
-"""Why a record was left out; a closed set, used as a metric label."""
+SkipReason = Literal["invalid", "no_use_start_time", "no_user_or_group", "no_user",
+                     "quarantined", "deleted_user"]
+"""Why a record was left out; a closed set, used as a metric label. `quarantined` and
+`deleted_user` are Qlik's own states, not faults."""
 
 
 class QrsFormatError(ValueError):
@@ -83,6 +85,20 @@ class LoginAccessUsage(msgspec.Struct, frozen=True, rename="camel"):
 T = TypeVar("T")
 
 
+class UserAccessRecord(msgspec.Struct, frozen=True, rename="camel"):
+    """`LicenseUserAccessType`: a user access allocation. Qlik keeps the record while
+    the pass is in quarantine (`quarantined`, until `quarantineEnd`) after it was
+    removed from its user or the user was deleted (`deletedUserId`,
+    `deletedUserDirectory`)."""
+
+    user: QrsUser | None = None
+    last_used: Timestamp | None = None
+    quarantined: bool | None = None
+    quarantine_end: Timestamp | None = None
+    deleted_user_id: str | None = None
+    deleted_user_directory: str | None = None
+
+
 class Decoded(msgspec.Struct, Generic[T]):
     """The usable records of an answer (with their positions in it), and the skipped."""
 
@@ -131,8 +147,8 @@ class AccessTypeOverview(msgspec.Struct, frozen=True, rename="camel"):
 
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 _usage = msgspec.json.Decoder(LoginAccessUsage)
+_user_access = msgspec.json.Decoder(UserAccessRecord)
 _overview = msgspec.json.Decoder(AccessTypeOverview)
-_any_list = msgspec.json.Decoder(list[dict[str, Any]])
 
 
 def _records(body: bytes, what: str) -> list[msgspec.Raw]:
@@ -160,18 +176,56 @@ def decode_usage(body: bytes) -> Decoded[LoginAccessUsage]:
     return out
 
 
+def decode_user_access(body: bytes) -> Decoded[UserAccessRecord]:
+    """`useraccesstype/full`, record by record."""
+    out: Decoded[UserAccessRecord] = Decoded([], [], [])
+    for i, raw in enumerate(_records(body, "useraccesstype/full")):
+        try:
+            out.records.append(_user_access.decode(raw))
+            out.indexes.append(i)
+        except msgspec.DecodeError as exc:
+            out.skipped.append(Skipped(i, "invalid", str(exc)))
+    return out
+
+
+class UapHolders(msgspec.Struct):
+    """Users who hold a user access pass now, and the records that make no holder."""
+
+    holders: set[str]
+    not_held: list[Skipped]
+
+
+def holders_from_qrs(records: Decoded[UserAccessRecord]) -> UapHolders:
+    """UAP holders: records of a present user whose pass is not in quarantine.
+
+    A quarantined pass was removed from its user (or its user deleted); it still
+    costs a token, but nobody holds it: tokenpool is sent a `remove` and R9 decides
+    the quarantine from the pass's own use.
+    """
+    out = UapHolders(holders=set(), not_held=list(records.skipped))
+    for i, rec in zip(records.indexes, records.records, strict=True):
+        user = rec.user.qualified() if rec.user is not None else None
+        if rec.deleted_user_id or rec.deleted_user_directory:
+            deleted = qualified_user(rec.deleted_user_directory or "?", rec.deleted_user_id or "?")
+            out.not_held.append(Skipped(i, "deleted_user", f"user {deleted} was deleted"))
+        elif rec.quarantined:
+            end = rec.quarantine_end.isoformat() if rec.quarantine_end else "unknown"
+            out.not_held.append(Skipped(i, "quarantined", f"the pass of {user or NO_USER} is "
+                                        f"in quarantine until {end}"))
+        elif user is None:
+            out.not_held.append(Skipped(i, "no_user", "no user (null, or without userDirectory "
+                                        "or userId) and not a deleted user's pass"))
+        else:
+            out.holders.add(user)
+    out.not_held.sort(key=lambda s: s.index)
+    return out
+
+
 def decode_overview(body: bytes) -> AccessTypeOverview:
     try:
         return _overview.decode(body)
     except msgspec.DecodeError as exc:
         raise QrsFormatError(f"accesstypeoverview: {exc}") from None
-
-
-def decode_list(body: bytes, what: str) -> list[dict[str, Any]]:
-    try:
-        return _any_list.decode(body)
-    except msgspec.DecodeError as exc:
-        raise QrsFormatError(f"{what}: {exc}") from None
 
 
 class GroupUsage(msgspec.Struct):
