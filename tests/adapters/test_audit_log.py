@@ -1,4 +1,9 @@
-"""Proxy audit activity log lines → exact session events; columns read by name."""
+"""Proxy audit activity log lines → exact session events; columns read by name.
+
+Point 5: Qlik's help pages spell the host column `Hostname` (audit activity log) and
+`HostName` (audit security log, service log); column names are matched without
+regard to case, as Qlik Support's own log reader does.
+"""
 
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,6 +16,7 @@ from adapters.qlik.audit_log import Header, parse_header, parse_line, parse_time
 
 OLD = FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt.20261101-1050"
 NEW = FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt"
+HOST_NAME = FIXTURES / "audit" / "qs-node2_AuditActivity_Proxy.HostName.txt"
 
 
 def rows_of(*paths: object) -> list[dict[str, object]]:
@@ -75,3 +81,27 @@ def test_description_gives_the_command_when_the_command_column_is_empty() -> Non
     result = parse_line(header, line)
     assert isinstance(result, Activity)
     assert (result.kind, result.end_reason) == ("stop", "timeout")
+
+
+def parsed(lines: list[str]) -> list[Activity | Rejected]:
+    header = parse_header(lines[0])
+    assert isinstance(header, Header), header
+    return [parse_line(header, line) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("spelling", ["HostName", "Hostname", "hostname", "HOSTNAME"])
+def test_point5_host_column_is_found_however_it_is_spelled(spelling: str) -> None:
+    lines = HOST_NAME.read_text().splitlines()
+    assert "\tHostName\t" in lines[0]  # the fixture's own spelling: the security log's
+    respelled = [lines[0].replace("\tHostName\t", f"\t{spelling}\t"), *lines[1:]]
+    items = parsed(respelled)
+    activities = [i for i in items if isinstance(i, Activity)]
+    assert [(a.kind, a.host, a.user_id) for a in activities] == [
+        ("start", "qs-node2", "fin_dan"), ("activity", "qs-node2", "fin_dan"),
+        ("stop", "qs-node2", "fin_dan")]
+    assert items == parsed(lines)
+
+
+def test_a_log4net_null_proxy_session_id_is_reported_not_taken_as_a_session() -> None:
+    items = parsed(HOST_NAME.read_text().splitlines())
+    assert items[2] == Rejected(reason="no proxy session id ((null))")
