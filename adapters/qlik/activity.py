@@ -18,6 +18,10 @@ ActivityKind = Literal["start", "activity", "stop"]
 EndReason = Literal["logout", "timeout"]
 
 # Qlik ends a session either on logout or when the proxy's inactivity timeout fires.
+# ASSUMPTION, to confirm on a live site: no public source shows the wording of a
+# "Stop session" line for a timeout as against a logout (Butler SOS filters on "Stop
+# session for user" only; Qlik's help pages list the Command, not the message). These
+# words are a guess; see `end_reason` and the README's table of sources.
 _TIMEOUT_WORDS = re.compile(r"time[ds]?[ -]?out|inactiv|expire|idle", re.IGNORECASE)
 
 
@@ -45,7 +49,14 @@ class Rejected(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def end_reason(message: str) -> EndReason:
-    """`timeout` when the proxy's message speaks of a timeout or inactivity."""
+    """`timeout` when the proxy's message speaks of a timeout or inactivity, else
+    `logout`.
+
+    A guess, not a published format: no public source shows how a "Stop session"
+    message for a timeout differs from one for a logout. Both end the session at the
+    same instant, so passes are counted alike either way; only the wire `reason`
+    (`browser_closed` / `logout`) rests on this guess.
+    """
     return "timeout" if _TIMEOUT_WORDS.search(message) else "logout"
 
 

@@ -109,6 +109,7 @@ def parse_line(header: Header, line: str) -> Activity | Rejected:
                         skipped=True)
     reason = None
     if kind == "stop":
+        # Timeout or logout: guessed from the wording (no published example; see end_reason).
         reason = end_reason(f"{col('Message')} {described.get('ResultText', '')}")
     return Activity(kind=kind, ts=ts, host=col("Hostname"), user_directory=directory,
                     user_id=user, session_id=session_id, end_reason=reason,

@@ -138,6 +138,7 @@ class UdpCorrelator:
             return Rejected(reason="no user directory or user id")
         if parsed.user_directory.upper() == INTERNAL_DIRECTORY:
             return Rejected(reason="internal service account", skipped=True)
+        # Timeout or logout: guessed from the wording (no published example; see end_reason).
         reason = end_reason(parsed.message) if kind == "stop" else None
         ref = data.decode("utf-8", "replace")
         if parsed.proxy_session_id == "0":

@@ -105,3 +105,18 @@ def test_point5_host_column_is_found_however_it_is_spelled(spelling: str) -> Non
 def test_a_log4net_null_proxy_session_id_is_reported_not_taken_as_a_session() -> None:
     items = parsed(HOST_NAME.read_text().splitlines())
     assert items[2] == Rejected(reason="no proxy session id ((null))")
+
+
+def test_point6_stop_wording_decides_only_the_reason_which_is_a_guess() -> None:
+    """Timeout vs logout is guessed from the message (no published example). The
+    guess may only change the wire reason, never when the session ends."""
+    header = parse_header("Timestamp\tHostname\tProxySessionId\tUserDirectory\tUserId\t"
+                          "Command\tMessage")
+    assert isinstance(header, Header)
+    stop = "20261101T100000Z\tn1\ts1\tCORP\tann\tStop session\t"
+    logout = parse_line(header, stop + "Stop session for user 'CORP\\ann'")
+    timeout = parse_line(header, stop + "Stop session for user 'CORP\\ann': session timed out")
+    assert isinstance(logout, Activity) and isinstance(timeout, Activity)
+    assert (logout.end_reason, timeout.end_reason) == ("logout", "timeout")
+    assert (logout.kind, logout.ts, logout.session_id) == (timeout.kind, timeout.ts,
+                                                            timeout.session_id)
