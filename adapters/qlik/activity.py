@@ -15,7 +15,17 @@ import msgspec
 from schemas.inputs import SessionEnd, SessionEvent, SessionHeartbeat, SessionStart
 
 ActivityKind = Literal["start", "activity", "stop"]
-EndReason = Literal["logout", "timeout"]
+EndReason = Literal["logout", "timeout", "silent"]
+"""`silent`: ended by tokenpool's keep-alive bound, not by the proxy (see keepalive)."""
+Connection = Literal["open", "close"]
+
+COMMANDS: dict[str, tuple[ActivityKind, Connection | None]] = {
+    "start session": ("start", None),
+    "stop session": ("stop", None),
+    "open connection": ("activity", "open"),
+    "close connection": ("activity", "close"),
+}
+"""The proxy's session and connection commands (lower-cased), as Butler SOS lists them."""
 
 # Qlik ends a session either on logout or when the proxy's inactivity timeout fires.
 # ASSUMPTION, to confirm on a live site: no public source shows the wording of a
@@ -35,6 +45,10 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     session_id: str
     end_reason: EndReason | None = None
+    connection: Connection | None = None
+    """A websocket connection of the session opened or closed (activity only)."""
+    synthetic: bool = False
+    """Made by the keep-alive (a heartbeat, or a silent session's end), not the proxy."""
     ref: str
     """What identifies the source record (datagram bytes, file line): its hash is the
     event id, so the same record read twice gives the same event (R13)."""
@@ -75,7 +89,7 @@ def to_session_event(activity: Activity, group: str, user_id: str | None) -> Ses
 
     A timed-out session ends as `browser_closed`: in Qlik, closing the browser ends
     nothing by itself, the proxy's inactivity timeout does, so a timeout is exactly how
-    a browser close shows.
+    a browser close shows. A session the keep-alive ended for silence ends the same way.
     """
     eid = event_id("qlik", activity.ref, activity.kind)
     match activity.kind:
@@ -87,7 +101,7 @@ def to_session_event(activity: Activity, group: str, user_id: str | None) -> Ses
                                     session_id=activity.session_id, user_id=user_id)
         case "stop":
             reason: Literal["logout", "browser_closed"] = (
-                "browser_closed" if activity.end_reason == "timeout" else "logout"
+                "browser_closed" if activity.end_reason in ("timeout", "silent") else "logout"
             )
             return SessionEnd(event_id=eid, ts=activity.ts, group=group,
                               session_id=activity.session_id, user_id=user_id, reason=reason)

@@ -8,7 +8,9 @@ log reader lower-cases every column name. log4net writes `(null)` for a property
 that is not set; such a value is empty. Timestamps look like
 `20261101T090000.000+0100` (`YYYYMMDDThhmmss.fffK`). A ProxySessionId of 0 marks an
 internal call and is skipped; a Start session / Stop session command starts or ends
-the session, and any other line of a session counts as its activity.
+the session, Open / Close connection is activity that also tells the keep-alive
+(`keepalive`) of the session's open connections, and any other line of a session
+counts as its activity.
 """
 
 import re
@@ -16,14 +18,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 
-from adapters.qlik.activity import Activity, ActivityKind, Rejected, end_reason
+from adapters.qlik.activity import COMMANDS, Activity, Rejected, end_reason
 
 REQUIRED_COLUMNS = ("Timestamp", "Hostname", "ProxySessionId", "UserDirectory", "UserId")
 _TS = re.compile(
     r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{1,6}))?"
     r"(Z|[+-]\d{2}:?\d{2})$"
 )
-_COMMANDS: dict[str, ActivityKind] = {"start session": "start", "stop session": "stop"}
 _DESCRIPTION_FIELD = re.compile(r"(?:^|;)\s*(\w+)=([^;]*)")
 
 
@@ -101,7 +102,7 @@ def parse_line(header: Header, line: str) -> Activity | Rejected:
         return Rejected(reason="no user directory or user id")
     described = description_fields(col("Description"))
     command = (col("Command") or described.get("Command", "")).lower()
-    kind = _COMMANDS.get(command, "activity")
+    kind, connection = COMMANDS.get(command, ("activity", None))
     result = col("Result") or described.get("Result", "0")
     if kind == "start" and result not in ("", "0"):
         text_result = described.get("ResultText", "") or col("Message")
@@ -113,4 +114,4 @@ def parse_line(header: Header, line: str) -> Activity | Rejected:
         reason = end_reason(f"{col('Message')} {described.get('ResultText', '')}")
     return Activity(kind=kind, ts=ts, host=col("Hostname"), user_directory=directory,
                     user_id=user, session_id=session_id, end_reason=reason,
-                    ref=text)
+                    connection=connection, ref=text)

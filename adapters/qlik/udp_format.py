@@ -23,7 +23,15 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from adapters.qlik.activity import Activity, ActivityKind, Rejected, end_reason
+from adapters.qlik.activity import (
+    COMMANDS,
+    Activity,
+    ActivityKind,
+    Connection,
+    EndReason,
+    Rejected,
+    end_reason,
+)
 
 SESSION_TYPE = "/qseow-proxy-session/"
 CONNECTION_TYPE = "/qseow-proxy-connection/"
@@ -34,12 +42,6 @@ LOG4NET_NULL = "(null)"
 INTERNAL_DIRECTORY = "INTERNAL"
 """Qlik's service accounts (sa_proxy, sa_repository, ...): never licensed users."""
 
-_COMMANDS: dict[str, ActivityKind] = {
-    "start session": "start",
-    "stop session": "stop",
-    "open connection": "activity",
-    "close connection": "activity",
-}
 _TYPES = (SESSION_TYPE, CONNECTION_TYPE)
 MAX_DATAGRAM = 65_507
 
@@ -130,10 +132,11 @@ class UdpCorrelator:
         parsed = parse_datagram(data)
         if isinstance(parsed, Rejected):
             return parsed
-        kind = _COMMANDS.get(parsed.command.lower())
-        if kind is None:
+        command = COMMANDS.get(parsed.command.lower())
+        if command is None:
             return Rejected(reason=f"command {parsed.command[:40]!r} is not a session or "
                             "connection event")
+        kind, connection = command
         if not parsed.user_directory or not parsed.user_id:
             return Rejected(reason="no user directory or user id")
         if parsed.user_directory.upper() == INTERNAL_DIRECTORY:
@@ -146,12 +149,13 @@ class UdpCorrelator:
         if parsed.proxy_session_id is not None and parsed.ts is not None:
             return Activity(kind=kind, ts=parsed.ts, host=parsed.host,
                             user_directory=parsed.user_directory, user_id=parsed.user_id,
-                            session_id=parsed.proxy_session_id, end_reason=reason, ref=ref)
+                            session_id=parsed.proxy_session_id, end_reason=reason,
+                            connection=connection, ref=ref)
         # Stock layout, or extended with ProxySessionId `(null)`: no session id.
-        return self._stock(parsed, kind, reason, parsed.ts or received_at, ref)
+        return self._stock(parsed, kind, connection, reason, parsed.ts or received_at, ref)
 
-    def _stock(self, d: Datagram, kind: ActivityKind, reason: str | None,
-               at: datetime, ref: str) -> Activity | Rejected:
+    def _stock(self, d: Datagram, kind: ActivityKind, connection: Connection | None,
+               reason: EndReason | None, at: datetime, ref: str) -> Activity | Rejected:
         key = (d.host.lower(), d.user_directory.lower(), d.user_id.lower())
         sessions = self._open.get(key)
         if sessions is not None:
@@ -176,8 +180,9 @@ class UdpCorrelator:
                 del self._open[key]
             return Activity(kind="stop", ts=at, host=d.host, user_directory=d.user_directory,
                             user_id=d.user_id, session_id=ended.session_id,
-                            end_reason="timeout" if reason == "timeout" else "logout", ref=ref)
+                            end_reason=reason, ref=ref)
         newest = sessions[-1]
         newest.last_seen = at
         return Activity(kind="activity", ts=at, host=d.host, user_directory=d.user_directory,
-                        user_id=d.user_id, session_id=newest.session_id, ref=ref)
+                        user_id=d.user_id, session_id=newest.session_id,
+                        connection=connection, ref=ref)
