@@ -24,6 +24,7 @@ sessions stay alive; the heartbeats are the same ones, only sent sooner. Heartbe
 times and ids depend on the records alone.
 """
 
+import heapq
 from datetime import datetime, timedelta
 
 import msgspec
@@ -38,8 +39,20 @@ LIVE_LAG = timedelta(minutes=1)
 (or sent) up to this late still comes before the heartbeats after it."""
 
 
+class KeepAliveSettings(msgspec.Struct, frozen=True):
+    """The limits an operator may set (`--keepalive-interval`,
+    `--connection-max-silence`), and the live lag."""
+
+    interval: timedelta = DEFAULT_INTERVAL
+    max_silence: timedelta = DEFAULT_MAX_SILENCE
+    lag: timedelta = LIVE_LAG
+
+
+KEEPALIVE_DEFAULTS = KeepAliveSettings()
+
+
 class OpenSession(msgspec.Struct):
-    """What the keep-alive knows of one session."""
+    """A session with at least one open connection: the only ones kept alive."""
 
     host: str
     user_directory: str
@@ -65,6 +78,9 @@ class KeepAliveState(msgspec.Struct):
 
 
 class KeepAlive:
+    """Each node's sessions sit in a heap by when they next owe something, so a record
+    costs the events it makes due, not a scan of every open session."""
+
     def __init__(self, interval: timedelta = DEFAULT_INTERVAL,
                  max_silence: timedelta = DEFAULT_MAX_SILENCE, lag: timedelta = LIVE_LAG,
                  state: KeepAliveState | None = None) -> None:
@@ -75,6 +91,9 @@ class KeepAlive:
         self.max_silence = max_silence
         self.lag = lag
         self.state = state if state is not None else KeepAliveState(sessions={}, nodes={})
+        self._due: dict[str, list[tuple[datetime, str]]] = {}
+        for sid, session in self.state.sessions.items():
+            self._schedule(sid, session)
 
     def open_connections(self) -> int:
         return sum(s.open_connections for s in self.state.sessions.values())
@@ -105,8 +124,8 @@ class KeepAlive:
             sessions.pop(item.session_id, None)
             return
         if session is None:
-            if item.kind != "start" and item.connection != "open":
-                return  # a session not seen starting: only an open connection makes it known
+            if item.connection != "open":
+                return  # no open connection known: nothing to keep alive
             session = sessions[item.session_id] = OpenSession(
                 host=item.host, user_directory=item.user_directory, user_id=item.user_id,
                 open_connections=0, last_seen=item.ts)
@@ -114,34 +133,45 @@ class KeepAlive:
         if item.connection == "open":
             session.open_connections += 1
         elif item.connection == "close":
-            session.open_connections = max(0, session.open_connections - 1)
-
-    def _catch_up(self, host: str, until: datetime) -> list[Activity]:
-        """Every heartbeat and silent end of `host`'s sessions due before `until`, in
-        time order (ties by session id)."""
-        due: list[tuple[datetime, str, Activity]] = []
-        for sid, session in list(self.state.sessions.items()):
-            if session.host != host:
-                continue
-            expiry = session.last_seen + self.max_silence
-            if session.open_connections == 0:
-                if expiry < until:
-                    del self.state.sessions[sid]  # idle: the engine timed it out long ago
-                continue
-            beat = self._next_beat(session)
-            while beat < until and beat < expiry:
-                due.append((beat, sid, self._made(sid, session, beat, stop=False)))
-                session.last_beat = beat
-                beat += self.interval
-            if expiry < until:
-                due.append((expiry, sid, self._made(sid, session, expiry, stop=True)))
-                del self.state.sessions[sid]
-        return [activity for _, _, activity in sorted(due, key=lambda d: (d[0], d[1]))]
+            session.open_connections -= 1
+            if session.open_connections <= 0:
+                del sessions[item.session_id]  # the engine's own timeout takes it from here
+                return
+        self._schedule(item.session_id, session)
 
     def _next_beat(self, session: OpenSession) -> datetime:
         if session.last_beat is not None and session.last_beat >= session.last_seen:
             return session.last_beat + self.interval
         return session.last_seen + self.interval
+
+    def _next_due(self, session: OpenSession) -> datetime:
+        return min(self._next_beat(session), session.last_seen + self.max_silence)
+
+    def _schedule(self, sid: str, session: OpenSession) -> None:
+        heapq.heappush(self._due.setdefault(session.host, []), (self._next_due(session), sid))
+
+    def _catch_up(self, host: str, until: datetime) -> list[Activity]:
+        """Every heartbeat and silent end of `host`'s sessions due before `until`, in
+        time order (ties by session id)."""
+        heap = self._due.get(host)
+        made: list[tuple[datetime, str, Activity]] = []
+        while heap and heap[0][0] < until:
+            due, sid = heapq.heappop(heap)
+            session = self.state.sessions.get(sid)
+            if session is None or session.host != host or self._next_due(session) != due:
+                continue  # ended, or rescheduled by a later record: a stale entry
+            expiry = session.last_seen + self.max_silence
+            beat = self._next_beat(session)
+            while beat < until and beat < expiry:
+                made.append((beat, sid, self._made(sid, session, beat, stop=False)))
+                session.last_beat = beat
+                beat += self.interval
+            if expiry < until:
+                made.append((expiry, sid, self._made(sid, session, expiry, stop=True)))
+                del self.state.sessions[sid]
+            else:
+                self._schedule(sid, session)
+        return [activity for _, _, activity in sorted(made, key=lambda m: (m[0], m[1]))]
 
     @staticmethod
     def _made(sid: str, session: OpenSession, ts: datetime, *, stop: bool) -> Activity:

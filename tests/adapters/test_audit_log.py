@@ -6,10 +6,11 @@ regard to case, as Qlik Support's own log reader does.
 """
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import msgspec
 import pytest
-from qlik_helpers import FIXTURES, mapping, read_expected, row
+from qlik_helpers import FIXTURES, kept_alive, mapping, read_expected, row
 
 from adapters.qlik.activity import Activity, Rejected
 from adapters.qlik.audit_log import Header, parse_header, parse_line, parse_timestamp
@@ -17,19 +18,25 @@ from adapters.qlik.audit_log import Header, parse_header, parse_line, parse_time
 OLD = FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt.20261101-1050"
 NEW = FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt"
 HOST_NAME = FIXTURES / "audit" / "qs-node2_AuditActivity_Proxy.HostName.txt"
+READ_AT = datetime(2030, 1, 1, tzinfo=UTC)
+"""When the lines are read: it must not matter, event time drives the keep-alive."""
 
 
-def rows_of(*paths: object) -> list[dict[str, object]]:
-    groups, out = mapping(), []
+def rows_of(*paths: Path) -> list[dict[str, object]]:
+    """What the ingest sends for the files read in turn (through the keep-alive)."""
+    items: list[Activity | Rejected] = []
     for path in paths:
-        lines = path.read_text().splitlines()  # type: ignore[attr-defined]
+        lines = path.read_text().splitlines()
         header = parse_header(lines[0])
         assert isinstance(header, Header)
-        out += [row(parse_line(header, line), groups) for line in lines[1:]]
-    return out
+        items += [parse_line(header, line) for line in lines[1:]]
+    groups = mapping()
+    return [row(i, groups) for i in kept_alive((i, READ_AT) for i in items)]
 
 
 def test_rotated_then_current_file_give_exactly_the_expected_events() -> None:
+    """Alice's connection is open from 10:25 to her stop at 11:30 (+01:00): the
+    keep-alive's heartbeats fill the gaps every 5 minutes after her last record."""
     assert rows_of(OLD, NEW) == read_expected("audit/expected.jsonl")
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from qlik_helpers import (
     STOCK_RECEIVED,
     datagrams,
+    kept_alive,
     mapping,
     minutes_after,
     read_expected,
@@ -25,17 +26,19 @@ RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def test_extended_layout_fixture_gives_exactly_the_expected_events() -> None:
+    """Including the keep-alive's heartbeats while alice's connection is open."""
     groups, correlator = mapping(), UdpCorrelator()
-    got = [row(correlator.accept(d, RECEIVED), groups) for d in datagrams("udp_extended.txt")]
-    assert got == read_expected("udp_extended.expected.jsonl")
+    items = kept_alive((correlator.accept(d, RECEIVED), RECEIVED)
+                       for d in datagrams("udp_extended.txt"))
+    assert [row(i, groups) for i in items] == read_expected("udp_extended.expected.jsonl")
 
 
 def test_stock_layout_fixture_gives_exactly_the_expected_events() -> None:
     groups, correlator = mapping(), UdpCorrelator()
-    got = [row(correlator.accept(d, at), groups)
-           for d, at in zip(datagrams("udp_stock.txt"), minutes_after(STOCK_RECEIVED, 60),
-                            strict=False)]
-    assert got == read_expected("udp_stock.expected.jsonl")
+    items = kept_alive((correlator.accept(d, at), at)
+                       for d, at in zip(datagrams("udp_stock.txt"),
+                                        minutes_after(STOCK_RECEIVED, 60), strict=False))
+    assert [row(i, groups) for i in items] == read_expected("udp_stock.expected.jsonl")
 
 
 def test_a_message_containing_semicolons_keeps_them_and_the_trailing_fields() -> None:
