@@ -127,3 +127,10 @@ def test_point6_stop_wording_decides_only_the_reason_which_is_a_guess() -> None:
     assert (logout.end_reason, timeout.end_reason) == ("logout", "timeout")
     assert (logout.kind, logout.ts, logout.session_id) == (timeout.kind, timeout.ts,
                                                             timeout.session_id)
+
+
+def test_point6_the_readme_lists_the_stop_wording_as_an_assumption() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Connecting a Qlik Sense site", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| \"Stop session\"")]
+    assert len(rows) == 1 and "**assumption**" in rows[0] and "end_reason" in rows[0]
