@@ -15,9 +15,23 @@ import msgspec
 from schemas.inputs import SessionEnd, SessionEvent, SessionHeartbeat, SessionStart
 
 ActivityKind = Literal["start", "activity", "stop"]
-EndReason = Literal["logout", "timeout"]
+EndReason = Literal["logout", "timeout", "silent"]
+"""`silent`: ended by tokenpool's keep-alive bound, not by the proxy (see keepalive)."""
+Connection = Literal["open", "close"]
+
+COMMANDS: dict[str, tuple[ActivityKind, Connection | None]] = {
+    "start session": ("start", None),
+    "stop session": ("stop", None),
+    "open connection": ("activity", "open"),
+    "close connection": ("activity", "close"),
+}
+"""The proxy's session and connection commands (lower-cased), as Butler SOS lists them."""
 
 # Qlik ends a session either on logout or when the proxy's inactivity timeout fires.
+# ASSUMPTION, to confirm on a live site: no public source shows the wording of a
+# "Stop session" line for a timeout as against a logout (Butler SOS filters on "Stop
+# session for user" only; Qlik's help pages list the Command, not the message). These
+# words are a guess; see `end_reason` and the README's table of sources.
 _TIMEOUT_WORDS = re.compile(r"time[ds]?[ -]?out|inactiv|expire|idle", re.IGNORECASE)
 
 
@@ -31,6 +45,10 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     session_id: str
     end_reason: EndReason | None = None
+    connection: Connection | None = None
+    """A websocket connection of the session opened or closed (activity only)."""
+    synthetic: bool = False
+    """Made by the keep-alive (a heartbeat, or a silent session's end), not the proxy."""
     ref: str
     """What identifies the source record (datagram bytes, file line): its hash is the
     event id, so the same record read twice gives the same event (R13)."""
@@ -45,7 +63,14 @@ class Rejected(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def end_reason(message: str) -> EndReason:
-    """`timeout` when the proxy's message speaks of a timeout or inactivity."""
+    """`timeout` when the proxy's message speaks of a timeout or inactivity, else
+    `logout`.
+
+    A guess, not a published format: no public source shows how a "Stop session"
+    message for a timeout differs from one for a logout. Both end the session at the
+    same instant, so passes are counted alike either way; only the wire `reason`
+    (`browser_closed` / `logout`) rests on this guess.
+    """
     return "timeout" if _TIMEOUT_WORDS.search(message) else "logout"
 
 
@@ -64,7 +89,7 @@ def to_session_event(activity: Activity, group: str, user_id: str | None) -> Ses
 
     A timed-out session ends as `browser_closed`: in Qlik, closing the browser ends
     nothing by itself, the proxy's inactivity timeout does, so a timeout is exactly how
-    a browser close shows.
+    a browser close shows. A session the keep-alive ended for silence ends the same way.
     """
     eid = event_id("qlik", activity.ref, activity.kind)
     match activity.kind:
@@ -76,7 +101,7 @@ def to_session_event(activity: Activity, group: str, user_id: str | None) -> Ses
                                     session_id=activity.session_id, user_id=user_id)
         case "stop":
             reason: Literal["logout", "browser_closed"] = (
-                "browser_closed" if activity.end_reason == "timeout" else "logout"
+                "browser_closed" if activity.end_reason in ("timeout", "silent") else "logout"
             )
             return SessionEnd(event_id=eid, ts=activity.ts, group=group,
                               session_id=activity.session_id, user_id=user_id, reason=reason)

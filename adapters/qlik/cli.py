@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from stream_app.config import add_broker_options, from_args
-from stream_app.durations import parse_duration
+from stream_app.durations import format_duration, parse_duration
 from stream_app.settings import add_option
 
 
@@ -25,6 +26,26 @@ def _host_port(text: str) -> tuple[str, int]:
 def _add_groups_option(p: argparse.ArgumentParser) -> None:
     add_option(p, "--groups", None, "groups.yaml: login access group rules and default group "
                "(without it every user is unmapped and nothing is sent)", Path)
+
+
+def _add_keepalive_options(p: argparse.ArgumentParser) -> None:
+    from adapters.qlik.keepalive import DEFAULT_INTERVAL, DEFAULT_MAX_SILENCE
+
+    add_option(p, "--keepalive-interval", DEFAULT_INTERVAL, "heartbeat interval of a session "
+               "with an open connection; keep it well under the site's session inactivity "
+               "timeout", parse_duration, format_duration)
+    add_option(p, "--connection-max-silence", DEFAULT_MAX_SILENCE, "a session whose open "
+               "connection sent nothing for this long is ended (the proxy may restart "
+               "without stops)", parse_duration, format_duration)
+
+
+def _keepalive_settings(args: argparse.Namespace) -> Any:
+    from adapters.qlik.keepalive import KeepAliveSettings
+
+    if not timedelta(0) < args.keepalive_interval < args.connection_max_silence:
+        raise ValueError("--keepalive-interval must be positive and shorter than "
+                         "--connection-max-silence")
+    return KeepAliveSettings(args.keepalive_interval, args.connection_max_silence)
 
 
 def add_ingest_commands(subparsers: Any) -> None:
@@ -44,6 +65,7 @@ def add_ingest_commands(subparsers: Any) -> None:
                    metavar="HOST:PORT", help="where to receive (default: 0.0.0.0:9997)")
     p.add_argument("--receive-buffer", type=int, default=16 * 1024 * 1024,
                    help="socket receive buffer in bytes (default: 16 MiB)")
+    _add_keepalive_options(p)
     _add_groups_option(p)
     add_broker_options(p)
     p.set_defaults(func=_cmd_udp)
@@ -61,6 +83,7 @@ def add_ingest_commands(subparsers: Any) -> None:
                    help="folder rotated logs are moved to (searched on resume)")
     p.add_argument("--poll-interval", type=parse_duration, default=parse_duration("500ms"),
                    help="how often --follow looks for new lines (default: 500ms)")
+    _add_keepalive_options(p)
     _add_groups_option(p)
     add_broker_options(p)
     p.set_defaults(func=_cmd_audit)
@@ -131,13 +154,15 @@ def _cmd_udp(args: argparse.Namespace) -> int:
     from adapters.qlik.udp_listener import UdpListener
 
     try:
+        keepalive = _keepalive_settings(args)
         mapping = load_mapping(args.groups)
         listener = UdpListener(*args.listen, rcvbuf=args.receive_buffer)
-    except (MappingError, OSError) as exc:
+    except (MappingError, OSError, ValueError) as exc:
         return _fail("ingest qlik-udp", exc)
 
     async def main() -> int:
-        report = await run_udp(from_args(args), mapping, listener, _stop_event())
+        report = await run_udp(from_args(args), mapping, listener, _stop_event(),
+                               keepalive=keepalive)
         print(report.summary(), file=sys.stderr)
         return 0
 
@@ -149,15 +174,16 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from adapters.qlik.ingest import load_mapping, run_audit_logs
 
     try:
+        keepalive = _keepalive_settings(args)
         mapping = load_mapping(args.groups)
-    except MappingError as exc:
+    except (MappingError, ValueError) as exc:
         return _fail("ingest qlik-audit-log", exc)
 
     async def main() -> int:
         report = await run_audit_logs(
             from_args(args), mapping, args.paths, follow=args.follow,
             positions=args.positions, stop=_stop_event(), archive_dirs=args.archive_dir,
-            poll_interval=args.poll_interval.total_seconds())
+            poll_interval=args.poll_interval.total_seconds(), keepalive=keepalive)
         print(report.summary(), file=sys.stderr)
         return 0
 
@@ -168,9 +194,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_uap(args: argparse.Namespace) -> int:
-    from adapters.qlik.group_mapping import MappingError, holders_from_qrs, parse_uap_csv
-    from adapters.qlik.ingest import run_uap
-    from adapters.qlik.qrs import QrsFormatError, decode_list
+    from adapters.qlik.group_mapping import MappingError, parse_uap_csv
+    from adapters.qlik.ingest import run_uap, uap_holders_from_qrs
+    from adapters.qlik.qrs import QrsFormatError
     from adapters.qlik.qrs_client import QrsClient, QrsError
 
     try:
@@ -179,8 +205,7 @@ def _cmd_uap(args: argparse.Namespace) -> int:
         else:
             client = QrsClient(args.qrs, cert=args.cert, key=args.key, ca=args.ca,
                                user=args.qrs_user)
-            body = client.get_sync("/qrs/license/useraccesstype/full")
-            holders = holders_from_qrs(decode_list(body, "useraccesstype/full"))
+            holders = uap_holders_from_qrs(client)
     except (MappingError, OSError, QrsError, QrsFormatError) as exc:
         return _fail("ingest qlik-uap", exc)
     report = asyncio.run(run_uap(from_args(args), holders, args.state))

@@ -1,5 +1,5 @@
 """Which login access group a Qlik user's sessions go to (`groups.yaml`), and who
-holds a user access pass (CSV export or QRS list).
+holds a user access pass (CSV export; the QRS list is read by `qrs`).
 
 In the QMC, login access groups are defined by rules on user attributes; tokenpool
 needs the same answer for every session. The mapping file lists ordered rules; the
@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
@@ -225,14 +225,3 @@ def uap_changes(previous: set[str], current: set[str], ts: datetime) -> list[Use
 def _uap_id(action: str, user: str, stamp: str) -> str:
     return event_id("qlik-uap", f"{user}\x00{stamp}", action)
 
-
-def holders_from_qrs(items: Iterable[Mapping[str, object]]) -> set[str]:
-    """UAP holders from `GET /qrs/license/useraccesstype/full` (decoded by `qrs`)."""
-    holders: set[str] = set()
-    for item in items:
-        user = item.get("user")
-        if isinstance(user, Mapping):
-            d, u = user.get("userDirectory"), user.get("userId")
-            if isinstance(d, str) and isinstance(u, str) and d and u:
-                holders.add(qualified_user(d, u))
-    return holders

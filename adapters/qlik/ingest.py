@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 
+from adapters.qlik.activity import Activity, Rejected
 from adapters.qlik.group_mapping import (
     GroupMapping,
     MappingError,
@@ -16,7 +17,10 @@ from adapters.qlik.group_mapping import (
     parse_spec,
     uap_changes,
 )
+from adapters.qlik.keepalive import KEEPALIVE_DEFAULTS, KeepAlive, KeepAliveSettings
 from adapters.qlik.log_follower import LogCursor, PositionStore
+from adapters.qlik.qrs import decode_user_access, holders_from_qrs
+from adapters.qlik.qrs_client import QrsClient
 from adapters.qlik.sink import EventSink, IngestReport
 from adapters.qlik.udp_format import UdpCorrelator
 from adapters.qlik.udp_listener import Batch, UdpListener
@@ -51,23 +55,37 @@ def load_mapping(path: Path | None) -> GroupMapping:
 
 
 async def run_udp(config: StreamConfig, mapping: GroupMapping, listener: UdpListener,
-                  stop: asyncio.Event, report: IngestReport | None = None) -> IngestReport:
+                  stop: asyncio.Event, report: IngestReport | None = None,
+                  keepalive: KeepAliveSettings = KEEPALIVE_DEFAULTS) -> IngestReport:
     """Receive and produce until `stop` is set; then everything received is produced
-    and flushed before returning."""
+    and flushed before returning. Sessions with an open connection are kept alive
+    (`keepalive`) by their datagrams' times and, between datagrams, the receive clock."""
     sink = EventSink(config, mapping, report)
     correlator = UdpCorrelator()
+    keeper = KeepAlive(keepalive.interval, keepalive.max_silence, keepalive.lag)
     batches: asyncio.Queue[Batch] = asyncio.Queue()
     await sink.start()
     await listener.start(batches.put_nowait)
 
     async def produce(batch: Batch) -> None:
         for at_ns, data in batch:
-            await sink.submit(correlator.accept(data, from_micros(at_ns // 1000)), "datagram")
+            received = from_micros(at_ns // 1000)
+            item = correlator.accept(data, received)
+            if isinstance(item, Rejected):
+                await sink.submit(item, "datagram")
+                continue
+            for out in keeper.accept(item, received):
+                await sink.submit(out, "keepalive" if out.synthetic else "datagram")
+
+    async def keep_alive() -> None:
+        for out in keeper.advance(datetime.now(UTC)):
+            await sink.submit(out, "keepalive")
 
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await produce(await asyncio.wait_for(batches.get(), 0.2))
+            await keep_alive()
     finally:
         await listener.stop()  # delivers what the receiver still held
         while not batches.empty():
@@ -83,31 +101,58 @@ async def run_udp(config: StreamConfig, mapping: GroupMapping, listener: UdpList
 async def run_audit_logs(config: StreamConfig, mapping: GroupMapping, paths: Sequence[Path],
                          *, follow: bool, positions: Path | None, stop: asyncio.Event,
                          archive_dirs: Sequence[Path] = (), poll_interval: float = 0.5,
-                         report: IngestReport | None = None) -> IngestReport:
-    """Read every path to its end (then keep following with `follow`); positions are
-    saved after each acknowledged batch."""
+                         report: IngestReport | None = None,
+                         keepalive: KeepAliveSettings = KEEPALIVE_DEFAULTS) -> IngestReport:
+    """Read every path to its end (then keep following with `follow`); positions, and
+    the keep-alive's state with them, are saved after each acknowledged batch.
+
+    Heartbeats come from the lines' event times, so a backfill makes the same ones as
+    following did. Only when following and caught up does the wall clock move a
+    node's clock on (by the time since its last line was read), so a quiet log's open
+    sessions stay alive; a backfill makes nothing past its files' last lines.
+    """
     store = PositionStore(positions)
     cursors = [LogCursor(p, store.positions.get(str(p)), archive_dirs) for p in paths]
+    keeper = KeepAlive(keepalive.interval, keepalive.max_silence, keepalive.lag,
+                       state=store.keepalive)
     sink = EventSink(config, mapping, report)
     await sink.start()
+
+    async def submit(item: Activity | Rejected, where: str, read_at: datetime) -> None:
+        if isinstance(item, Rejected):
+            await sink.submit(item, where)
+            return
+        for out in keeper.accept(item, read_at):
+            await sink.submit(out, "keepalive" if out.synthetic else where)
+
+    async def acknowledged() -> None:
+        await sink.flush()
+        store.keepalive = keeper.state
+        store.save()
+
     try:
         while not stop.is_set():
             took = 0
             for cursor in cursors:
                 lines = cursor.read()
+                read_at = datetime.now(UTC)
                 for line in lines:
-                    await sink.submit(line.item, line.where)
+                    await submit(line.item, line.where, read_at)
                 took += len(lines)
                 if lines:
-                    await sink.flush()
                     position = cursor.position()
                     if position is not None:
                         store.positions[str(cursor.path)] = position
-                    store.save()
+                    await acknowledged()
             if took:
                 continue
             if not follow:
                 break
+            made = keeper.advance(datetime.now(UTC))
+            for out in made:
+                await sink.submit(out, "keepalive")
+            if made:
+                await acknowledged()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_interval)
     finally:
@@ -116,6 +161,25 @@ async def run_audit_logs(config: StreamConfig, mapping: GroupMapping, paths: Seq
         await sink.stop()
     log.info("audit logs done %s", sink.report.summary())
     return sink.report
+
+
+USER_ACCESS_PATH = "/qrs/license/useraccesstype/full"
+
+
+def uap_holders_from_qrs(client: QrsClient) -> set[str]:
+    """Who holds a user access pass now, by QRS; every record that makes no holder is
+    logged with its reason (quarantine and deleted users are Qlik's states, the others
+    are records that cannot be used)."""
+    uap = holders_from_qrs(decode_user_access(client.get_sync(USER_ACCESS_PATH)))
+    for s in uap.not_held:
+        if s.reason in ("quarantined", "deleted_user"):
+            log.info("user access pass not held index=%d reason=%s: %s", s.index, s.reason,
+                     s.detail)
+        else:
+            log.warning("skipped QRS record endpoint=useraccesstype index=%d reason=%s: %s",
+                        s.index, s.reason, s.detail)
+    log.info("user access holders=%d not_held=%d", len(uap.holders), len(uap.not_held))
+    return uap.holders
 
 
 class _UapState(msgspec.Struct):

@@ -20,6 +20,7 @@ import msgspec
 
 from adapters.qlik.activity import Activity, Rejected
 from adapters.qlik.audit_log import Header, parse_header, parse_line
+from adapters.qlik.keepalive import KeepAliveState
 
 log = logging.getLogger("tokenpool.qlik.audit")
 
@@ -54,16 +55,29 @@ def _same_file(path: Path, saved: Position) -> bool:
         os.close(fd)
 
 
+class _Saved(msgspec.Struct):
+    positions: dict[str, Position] = {}
+    keepalive: KeepAliveState | None = None
+
+
 class PositionStore:
-    """Saved positions per log path, in one JSON file replaced atomically."""
+    """Saved positions per log path, and the keep-alive's state as of those positions,
+    in one JSON file replaced atomically: the two always agree after a restart.
+    A file of the older layout (positions only) is read too."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.positions: dict[str, Position] = {}
+        self.keepalive: KeepAliveState | None = None
         if path is not None and path.exists():
             try:
-                self.positions = msgspec.json.decode(path.read_bytes(),
-                                                     type=dict[str, Position])
+                raw = path.read_bytes()
+                document = msgspec.json.decode(raw)
+                if isinstance(document, dict) and isinstance(document.get("positions"), dict):
+                    saved = msgspec.json.decode(raw, type=_Saved)
+                    self.positions, self.keepalive = saved.positions, saved.keepalive
+                else:
+                    self.positions = msgspec.json.decode(raw, type=dict[str, Position])
             except msgspec.DecodeError as exc:
                 raise ValueError(f"position file {path}: {exc}") from None
 
@@ -72,7 +86,7 @@ class PositionStore:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
-            f.write(msgspec.json.encode(self.positions))
+            f.write(msgspec.json.encode(_Saved(self.positions, self.keepalive)))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from adapters.qlik.group_mapping import GroupMapping
 from adapters.qlik.qrs import (
     AccessTypeOverview,
     QrsFormatError,
+    Skipped,
     decode_overview,
     decode_usage,
     passes_in_use,
@@ -50,6 +52,8 @@ class ReconcileResult:
         self.overview: AccessTypeOverview | None = None
         self.last_success: float | None = None
         self.errors: dict[str, int] = {"qrs": 0, "tokenpool": 0}
+        self.skipped: Counter[tuple[str, str]] = Counter()
+        """Records left out of polls so far, by (endpoint, reason)."""
 
 
 class ReconcileCollector(Collector):
@@ -73,15 +77,7 @@ class ReconcileCollector(Collector):
             tokens = GaugeMetricFamily("tokenpool_reconcile_qrs_tokens",
                                        "Token figures of QRS accesstypeoverview.",
                                        labels=["kind"])
-            o = r.overview
-            for kind, value in (
-                ("total", o.total_tokens), ("available", o.available_tokens),
-                ("login_access_allocated", o.login_access_type.allocated_tokens),
-                ("login_access_used", o.login_access_type.used_tokens),
-                ("user_access_allocated", o.user_access_type.allocated_tokens),
-                ("user_access_used", o.user_access_type.used_tokens),
-                ("user_access_quarantined", o.user_access_type.quarantined_tokens),
-            ):
+            for kind, value in token_figures(r.overview):
                 tokens.add_metric([kind], value)
             yield tokens
         if r.last_success is not None:
@@ -92,6 +88,27 @@ class ReconcileCollector(Collector):
         for source, n in sorted(r.errors.items()):
             errors.add_metric([source], n)
         yield errors
+        skipped = CounterMetricFamily(
+            "tokenpool_reconcile_skipped_records", "QRS records left out of polls (a null "
+            "or unreadable field they need), by endpoint and reason.",
+            labels=["endpoint", "reason"])
+        for (endpoint, reason), n in sorted(r.skipped.items()):
+            skipped.add_metric([endpoint, reason], n)
+        yield skipped
+
+
+def token_figures(o: AccessTypeOverview) -> list[tuple[str, float]]:
+    """(kind label, figure) of every section the overview has."""
+    out = [("total", o.total_tokens), ("available", o.available_tokens)]
+    if o.login_access is not None:
+        out += [("login_access_allocated", o.login_access.allocated_tokens),
+                ("login_access_used", o.login_access.used_tokens),
+                ("login_access_unavailable", o.login_access.unavailable_tokens)]
+    if o.user_access is not None:
+        out += [("user_access_allocated", o.user_access.allocated_tokens),
+                ("user_access_used", o.user_access.used_tokens),
+                ("user_access_quarantined", o.user_access.quarantined_tokens)]
+    return out
 
 
 def fetch_metrics(urls: Sequence[str], timeout: float = 10.0) -> list[str]:
@@ -146,11 +163,16 @@ class Reconciler:
         except SourceError:
             self.result.errors["tokenpool"] += 1
             raise
-        groups, unmapped = passes_in_use(usage, self.mapping, now or datetime.now(UTC),
-                                         self.pass_lifetime)
-        for user in sorted(unmapped):
+        for section in overview.missing_sections():
+            log.warning("accesstypeoverview has no %s: its token figures are not exported "
+                        "(a licence without tokens, or a QRS version that names it "
+                        "differently)", section)
+        counted = passes_in_use(usage, self.mapping, now or datetime.now(UTC),
+                                self.pass_lifetime)
+        self._skipped("loginaccessusage", usage.skipped + counted.skipped)
+        for user in sorted(counted.unmapped):
             log.warning("QRS counts a pass for %s, who matches no group rule", user)
-        rows = compute_drift(groups, own)
+        rows = compute_drift(counted.groups, own)
         for row in rows:
             if row.drift:
                 users = ", ".join(f"{u} ({n})" for u, n in row.users) or "none"
@@ -160,6 +182,12 @@ class Reconciler:
         self.result.drift, self.result.overview = rows, overview
         self.result.last_success = time.time()
         return rows
+
+    def _skipped(self, endpoint: str, skipped: Sequence[Skipped]) -> None:
+        for s in sorted(skipped, key=lambda s: s.index):
+            self.result.skipped[(endpoint, s.reason)] += 1
+            log.warning("skipped QRS record endpoint=%s index=%d reason=%s: %s", endpoint,
+                        s.index, s.reason, s.detail)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -27,6 +27,9 @@ class IngestReport:
         self.malformed: Counter[str] = Counter()
         self.unmapped: Counter[str] = Counter()
         self.unsent_unmapped = 0
+        self.keepalive_heartbeats = 0
+        self.silent_ended = 0
+        """Sessions the keep-alive ended: an open connection silent past its bound."""
 
     def rejected(self, what: Rejected, where: str) -> None:
         if what.skipped:
@@ -43,7 +46,19 @@ class IngestReport:
         parts.append(f"malformed={sum(self.malformed.values())}")
         parts.append(f"unmapped_users={len(self.unmapped)}")
         parts.append(f"unsent_unmapped={self.unsent_unmapped}")
+        parts.append(f"keepalive_heartbeats={self.keepalive_heartbeats}")
+        parts.append(f"silent_ended={self.silent_ended}")
         return " ".join(parts)
+
+    def made(self, item: Activity) -> None:
+        """Count (and, for a silent end, log) what the keep-alive made."""
+        if item.kind == "stop":
+            self.silent_ended += 1
+            log.warning("session ended: an open connection sent nothing past the keep-alive "
+                        "bound session=%s user=%s\\%s host=%s ended_at=%s", item.session_id,
+                        item.user_directory, item.user_id, item.host, item.ts.isoformat())
+        else:
+            self.keepalive_heartbeats += 1
 
 
 class EventSink:
@@ -85,6 +100,8 @@ class EventSink:
         if isinstance(item, Rejected):
             self.report.rejected(item, where)
             return False
+        if item.synthetic:
+            self.report.made(item)
         decision = self.mapping.decide(item.user_directory, item.user_id)
         user = f"{item.user_directory}\\{item.user_id}"
         if not decision.matched:

@@ -10,6 +10,11 @@ Two layouts are accepted (see `deploy/qlik/LocalLogConfig.xml`):
 - extended: the same, followed by `;ProxySessionId=<id>;Timestamp=<ISO-8601>`. The
   message may itself contain `;`, so the two trailing fields are recognised by their
   names, from the right.
+
+log4net's PatternLayout writes `(null)` (its `SystemInfo.NullText`) for a property
+that is not set: such a field is empty. An extended datagram whose ProxySessionId is
+`(null)` or empty is correlated like the stock layout (it has no session id) but
+keeps its own timestamp; a `(null)` user is no user.
 """
 
 import hashlib
@@ -18,21 +23,25 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from adapters.qlik.activity import Activity, ActivityKind, Rejected, end_reason
+from adapters.qlik.activity import (
+    COMMANDS,
+    Activity,
+    ActivityKind,
+    Connection,
+    EndReason,
+    Rejected,
+    end_reason,
+)
 
 SESSION_TYPE = "/qseow-proxy-session/"
 CONNECTION_TYPE = "/qseow-proxy-connection/"
 SESSION_ID_FIELD = "ProxySessionId="
 TIMESTAMP_FIELD = "Timestamp="
+LOG4NET_NULL = "(null)"
+"""What log4net writes for a property that is not set (SystemInfo.NullText)."""
 INTERNAL_DIRECTORY = "INTERNAL"
 """Qlik's service accounts (sa_proxy, sa_repository, ...): never licensed users."""
 
-_COMMANDS: dict[str, ActivityKind] = {
-    "start session": "start",
-    "stop session": "stop",
-    "open connection": "activity",
-    "close connection": "activity",
-}
 _TYPES = (SESSION_TYPE, CONNECTION_TYPE)
 MAX_DATAGRAM = 65_507
 
@@ -50,6 +59,12 @@ class Datagram(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     proxy_session_id: str | None = None
     ts: datetime | None = None
+
+
+def field(text: str) -> str:
+    """A field's value: stripped, and empty where log4net wrote its null text."""
+    value = text.strip()
+    return "" if value == LOG4NET_NULL else value
 
 
 def parse_timestamp(text: str) -> datetime | None:
@@ -81,13 +96,13 @@ def parse_datagram(data: bytes) -> Datagram | Rejected:
         TIMESTAMP_FIELD
     ):
         message = tail[0]
-        session_id = tail[1][len(SESSION_ID_FIELD):].strip()
+        session_id = field(tail[1][len(SESSION_ID_FIELD):]) or None
         raw_ts = tail[2][len(TIMESTAMP_FIELD):]
         ts = parse_timestamp(raw_ts)
         if ts is None:
             return Rejected(reason=f"Timestamp {raw_ts[:40]!r} is not ISO-8601 with an offset")
-    return Datagram(msg_type=msg_type, host=host.strip(), command=command.strip(),
-                    user_directory=directory.strip(), user_id=user.strip(), origin=origin,
+    return Datagram(msg_type=msg_type, host=field(host), command=field(command),
+                    user_directory=field(directory), user_id=field(user), origin=origin,
                     context=context, message=message, proxy_session_id=session_id, ts=ts)
 
 
@@ -97,7 +112,8 @@ class _Open(msgspec.Struct):
 
 
 class UdpCorrelator:
-    """Datagrams → activities. Pure: the caller passes each datagram's receive time.
+    """Datagrams → activities. Pure: the caller passes each datagram's receive time,
+    the event time of a datagram without its own Timestamp.
 
     For the stock layout it remembers each user's open sessions per host (oldest
     first): a stop ends the oldest, a connection counts as activity of the newest.
@@ -116,26 +132,30 @@ class UdpCorrelator:
         parsed = parse_datagram(data)
         if isinstance(parsed, Rejected):
             return parsed
-        kind = _COMMANDS.get(parsed.command.lower())
-        if kind is None:
+        command = COMMANDS.get(parsed.command.lower())
+        if command is None:
             return Rejected(reason=f"command {parsed.command[:40]!r} is not a session or "
                             "connection event")
+        kind, connection = command
         if not parsed.user_directory or not parsed.user_id:
             return Rejected(reason="no user directory or user id")
         if parsed.user_directory.upper() == INTERNAL_DIRECTORY:
             return Rejected(reason="internal service account", skipped=True)
+        # Timeout or logout: guessed from the wording (no published example; see end_reason).
         reason = end_reason(parsed.message) if kind == "stop" else None
         ref = data.decode("utf-8", "replace")
+        if parsed.proxy_session_id == "0":
+            return Rejected(reason="proxy session id 0: an internal call", skipped=True)
         if parsed.proxy_session_id is not None and parsed.ts is not None:
-            if parsed.proxy_session_id in ("", "0"):
-                return Rejected(reason="proxy session id 0: an internal call", skipped=True)
             return Activity(kind=kind, ts=parsed.ts, host=parsed.host,
                             user_directory=parsed.user_directory, user_id=parsed.user_id,
-                            session_id=parsed.proxy_session_id, end_reason=reason, ref=ref)
-        return self._stock(parsed, kind, reason, received_at, ref)
+                            session_id=parsed.proxy_session_id, end_reason=reason,
+                            connection=connection, ref=ref)
+        # Stock layout, or extended with ProxySessionId `(null)`: no session id.
+        return self._stock(parsed, kind, connection, reason, parsed.ts or received_at, ref)
 
-    def _stock(self, d: Datagram, kind: ActivityKind, reason: str | None,
-               at: datetime, ref: str) -> Activity | Rejected:
+    def _stock(self, d: Datagram, kind: ActivityKind, connection: Connection | None,
+               reason: EndReason | None, at: datetime, ref: str) -> Activity | Rejected:
         key = (d.host.lower(), d.user_directory.lower(), d.user_id.lower())
         sessions = self._open.get(key)
         if sessions is not None:
@@ -160,8 +180,9 @@ class UdpCorrelator:
                 del self._open[key]
             return Activity(kind="stop", ts=at, host=d.host, user_directory=d.user_directory,
                             user_id=d.user_id, session_id=ended.session_id,
-                            end_reason="timeout" if reason == "timeout" else "logout", ref=ref)
+                            end_reason=reason, ref=ref)
         newest = sessions[-1]
         newest.last_seen = at
         return Activity(kind="activity", ts=at, host=d.host, user_directory=d.user_directory,
-                        user_id=d.user_id, session_id=newest.session_id, ref=ref)
+                        user_id=d.user_id, session_id=newest.session_id,
+                        connection=connection, ref=ref)

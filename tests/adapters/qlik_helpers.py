@@ -11,6 +11,7 @@ import msgspec
 from adapters.qlik.activity import Activity, Rejected, to_session_event
 from adapters.qlik.group_mapping import GroupMapping
 from adapters.qlik.ingest import load_mapping
+from adapters.qlik.keepalive import KeepAlive
 from schemas.inputs import SessionEnd, SessionHeartbeat, SessionStart
 from schemas.topics import Topic
 
@@ -46,3 +47,14 @@ def datagrams(name: str) -> list[bytes]:
 
 def minutes_after(start: datetime, n: int) -> Iterable[datetime]:
     return (start + timedelta(minutes=i) for i in range(n))
+
+
+def kept_alive(items: Iterable[tuple[Activity | Rejected, datetime]],
+               keeper: KeepAlive | None = None) -> list[Activity | Rejected]:
+    """What the ingest shells send for records read in this order (each with its
+    receive time): every activity through the keep-alive, rejections as they are."""
+    keeper = keeper or KeepAlive()
+    out: list[Activity | Rejected] = []
+    for item, received_at in items:
+        out += keeper.accept(item, received_at) if isinstance(item, Activity) else [item]
+    return out

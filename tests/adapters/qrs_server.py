@@ -3,7 +3,7 @@
 A Qlik Sense server cannot run here, so this stands in for it: stdlib `http.server`
 over TLS with a certificate from a test CA (trustme), requiring a client certificate
 from that CA, checking the Xrfkey query against the X-Qlik-Xrfkey header, and serving
-the documented JSON shapes from tests/adapters/fixtures/qrs.
+the documented JSON shapes from tests/adapters/fixtures/qrs (see its README.md).
 """
 
 import json
@@ -40,9 +40,12 @@ def shifted_usage(delta: timedelta) -> bytes:
 
 
 class QrsStandIn:
-    def __init__(self, ca: trustme.CA, usage: bytes) -> None:
+    def __init__(self, ca: trustme.CA, usage: bytes, *, overview: bytes | None = None,
+                 user_access: bytes | None = None) -> None:
         self.ca = ca
         self.usage = usage
+        self.overview = overview
+        self.user_access = user_access
         self.requests: list[tuple[str, dict[str, str]]] = []
         server_cert = ca.issue_cert("127.0.0.1", "localhost")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -62,8 +65,9 @@ class QrsStandIn:
                     return self._send(401, b'"no X-Qlik-User"')
                 body = {
                     "/qrs/license/loginaccessusage/full": stand_in.usage,
-                    "/qrs/license/accesstypeoverview":
-                        (FIXTURES / "accesstypeoverview.json").read_bytes(),
+                    "/qrs/license/accesstypeoverview": stand_in.overview
+                    or (FIXTURES / "accesstypeoverview.json").read_bytes(),
+                    "/qrs/license/useraccesstype/full": stand_in.user_access,
                 }.get(parts.path)
                 if body is None:
                     return self._send(404, b'"not found"')

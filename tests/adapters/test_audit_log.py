@@ -1,29 +1,42 @@
-"""Proxy audit activity log lines → exact session events; columns read by name."""
+"""Proxy audit activity log lines → exact session events; columns read by name.
+
+Point 5: Qlik's help pages spell the host column `Hostname` (audit activity log) and
+`HostName` (audit security log, service log); column names are matched without
+regard to case, as Qlik Support's own log reader does.
+"""
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import msgspec
 import pytest
-from qlik_helpers import FIXTURES, mapping, read_expected, row
+from qlik_helpers import FIXTURES, kept_alive, mapping, read_expected, row
 
 from adapters.qlik.activity import Activity, Rejected
 from adapters.qlik.audit_log import Header, parse_header, parse_line, parse_timestamp
 
 OLD = FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt.20261101-1050"
 NEW = FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt"
+HOST_NAME = FIXTURES / "audit" / "qs-node2_AuditActivity_Proxy.HostName.txt"
+READ_AT = datetime(2030, 1, 1, tzinfo=UTC)
+"""When the lines are read: it must not matter, event time drives the keep-alive."""
 
 
-def rows_of(*paths: object) -> list[dict[str, object]]:
-    groups, out = mapping(), []
+def rows_of(*paths: Path) -> list[dict[str, object]]:
+    """What the ingest sends for the files read in turn (through the keep-alive)."""
+    items: list[Activity | Rejected] = []
     for path in paths:
-        lines = path.read_text().splitlines()  # type: ignore[attr-defined]
+        lines = path.read_text().splitlines()
         header = parse_header(lines[0])
         assert isinstance(header, Header)
-        out += [row(parse_line(header, line), groups) for line in lines[1:]]
-    return out
+        items += [parse_line(header, line) for line in lines[1:]]
+    groups = mapping()
+    return [row(i, groups) for i in kept_alive((i, READ_AT) for i in items)]
 
 
 def test_rotated_then_current_file_give_exactly_the_expected_events() -> None:
+    """Alice's connection is open from 10:25 to her stop at 11:30 (+01:00): the
+    keep-alive's heartbeats fill the gaps every 5 minutes after her last record."""
     assert rows_of(OLD, NEW) == read_expected("audit/expected.jsonl")
 
 
@@ -75,3 +88,49 @@ def test_description_gives_the_command_when_the_command_column_is_empty() -> Non
     result = parse_line(header, line)
     assert isinstance(result, Activity)
     assert (result.kind, result.end_reason) == ("stop", "timeout")
+
+
+def parsed(lines: list[str]) -> list[Activity | Rejected]:
+    header = parse_header(lines[0])
+    assert isinstance(header, Header), header
+    return [parse_line(header, line) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("spelling", ["HostName", "Hostname", "hostname", "HOSTNAME"])
+def test_point5_host_column_is_found_however_it_is_spelled(spelling: str) -> None:
+    lines = HOST_NAME.read_text().splitlines()
+    assert "\tHostName\t" in lines[0]  # the fixture's own spelling: the security log's
+    respelled = [lines[0].replace("\tHostName\t", f"\t{spelling}\t"), *lines[1:]]
+    items = parsed(respelled)
+    activities = [i for i in items if isinstance(i, Activity)]
+    assert [(a.kind, a.host, a.user_id) for a in activities] == [
+        ("start", "qs-node2", "fin_dan"), ("activity", "qs-node2", "fin_dan"),
+        ("stop", "qs-node2", "fin_dan")]
+    assert items == parsed(lines)
+
+
+def test_a_log4net_null_proxy_session_id_is_reported_not_taken_as_a_session() -> None:
+    items = parsed(HOST_NAME.read_text().splitlines())
+    assert items[2] == Rejected(reason="no proxy session id ((null))")
+
+
+def test_point6_stop_wording_decides_only_the_reason_which_is_a_guess() -> None:
+    """Timeout vs logout is guessed from the message (no published example). The
+    guess may only change the wire reason, never when the session ends."""
+    header = parse_header("Timestamp\tHostname\tProxySessionId\tUserDirectory\tUserId\t"
+                          "Command\tMessage")
+    assert isinstance(header, Header)
+    stop = "20261101T100000Z\tn1\ts1\tCORP\tann\tStop session\t"
+    logout = parse_line(header, stop + "Stop session for user 'CORP\\ann'")
+    timeout = parse_line(header, stop + "Stop session for user 'CORP\\ann': session timed out")
+    assert isinstance(logout, Activity) and isinstance(timeout, Activity)
+    assert (logout.end_reason, timeout.end_reason) == ("logout", "timeout")
+    assert (logout.kind, logout.ts, logout.session_id) == (timeout.kind, timeout.ts,
+                                                            timeout.session_id)
+
+
+def test_point6_the_readme_lists_the_stop_wording_as_an_assumption() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Connecting a Qlik Sense site", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| \"Stop session\"")]
+    assert len(rows) == 1 and "**assumption**" in rows[0] and "end_reason" in rows[0]

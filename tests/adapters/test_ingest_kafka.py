@@ -3,19 +3,27 @@ by group; `--follow` across a restart and a rotation sends every line exactly on
 the UDP listener as a command; UAP exports as user_access allocations (R9)."""
 
 import asyncio
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import pytest
 from kafka_helpers import StreamConfigFactory, consume_all
-from qlik_helpers import FIXTURES, datagrams, read_expected
+from qlik_helpers import FIXTURES, datagrams, mapping, read_expected
 
+from adapters.qlik.ingest import run_udp
+from adapters.qlik.keepalive import KeepAliveSettings
+from adapters.qlik.sink import IngestReport
+from adapters.qlik.udp_listener import UdpListener
 from stream_app.cli import main
 from stream_app.config import StreamConfig
 from stream_app.topics import create_topics
@@ -126,12 +134,12 @@ def test_follow_survives_restart_and_rotation_without_resending_or_skipping(
     with open(path, "ab") as f:
         f.write(old[half:])
     os.rename(path, tmp_path / OLD.name)
-    path.write_bytes(new[: new.index(b"\n", new.index(b"Get data")) + 1])
+    path.write_bytes(new[: new.index(b"\n", new.index(b"Stop session")) + 1])
     follower = start_follower(config, path, positions, log)
     try:
         wait_for_records(config, 4)
         with open(path, "ab") as f:  # and new lines while it follows
-            f.write(new[new.index(b"\n", new.index(b"Get data")) + 1:])
+            f.write(new[new.index(b"\n", new.index(b"Stop session")) + 1:])
         wait_for_records(config, len(expected))
     finally:
         stop(follower)
@@ -192,3 +200,66 @@ def test_uap_export_becomes_user_access_allocations_and_later_removals(
 
     assert asyncio.run(read()) == [("CORP\\dave", "assign"), ("CORP\\erin", "assign"),
                                    ("CORP\\dave", "remove"), ("CORP\\frank", "assign")]
+
+
+def test_point7_a_connection_silent_past_the_bound_is_ended_counted_and_logged(
+        stream_config: StreamConfigFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The proxy restarted without stops: eve's connection never closes. Her session
+    is kept alive for 8 hours (`--connection-max-silence`), then ended there."""
+    config = stream_config()
+    asyncio.run(create_topics(config))
+    visit = (AUDIT / "two_hour_visit_AuditActivity_Proxy.txt").read_text().splitlines()
+    header, start, opened = visit[:3]
+    later = start.replace("20261101T100000.000+0100", "20261101T190000.000+0100").replace(
+        "a1b2c3d4e501", "a1b2c3d4e5ff")  # another session's start on the same node, 9 h on
+    log = tmp_path / "qs-node1_AuditActivity_Proxy.txt"
+    log.write_text("\r\n".join([header, start, opened, later]) + "\r\n")
+    with caplog.at_level(logging.WARNING):
+        assert main(["ingest", "qlik-audit-log", str(log), *cli_flags(config)]) == 0
+    assert "keepalive_heartbeats=95 silent_ended=1" in capsys.readouterr().err
+    assert ("session ended: an open connection sent nothing past the keep-alive bound "
+            "session=6e1f0c2a-7d3b-4c5e-8f90-a1b2c3d4e501 user=CORP\\fin_eve host=qs-node1 "
+            "ended_at=2026-11-01T18:00:03+01:00") in caplog.text
+    rows = topic_rows(config, 2 + 1 + 95 + 1)
+    ends = [r["value"] for r in rows if r["topic"] == "session-end"]
+    assert [(e["ts"], e["reason"]) for e in ends] == [  # type: ignore[index]
+        ("2026-11-01T18:00:03+01:00", "browser_closed")]
+
+
+def test_point7_live_udp_keeps_an_open_connection_alive_by_the_receive_clock(
+        stream_config: StreamConfigFactory) -> None:
+    """No datagram after the Open connection: the listener's receive clock moves the
+    node's clock on, and heartbeats follow on the grid of the open's event time."""
+    config = stream_config()
+    settings = KeepAliveSettings(interval=timedelta(seconds=1), max_silence=timedelta(hours=1),
+                                 lag=timedelta(0))
+
+    async def run() -> tuple[IngestReport, datetime]:
+        await create_topics(config)
+        listener, stop, report = UdpListener("127.0.0.1", 0), asyncio.Event(), IngestReport()
+        ingest = asyncio.create_task(run_udp(config, mapping(), listener, stop, report,
+                                             keepalive=settings))
+        while not listener.started:
+            await asyncio.sleep(0.05)
+        opened = datetime.now(UTC).replace(microsecond=0)
+        stamp = opened.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for line in datagrams("udp/two_hour_visit.txt")[:2]:
+            sender.sendto(re.sub(rb"Timestamp=\S+", f"Timestamp={stamp}".encode(), line),
+                          listener.address)
+        sender.close()
+        for _ in range(600):  # bounded: 30 s for three heartbeats
+            if report.keepalive_heartbeats >= 3:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        return await asyncio.wait_for(ingest, 60), opened
+
+    report, opened = asyncio.run(run())
+    assert report.keepalive_heartbeats >= 3
+    beats = asyncio.run(consume_all(config.broker, config.topics.session_heartbeat,
+                                    expect_count=1 + report.keepalive_heartbeats))
+    times = sorted(msgspec.json.decode(r.value)["ts"] for r in beats)
+    assert times == [(opened + timedelta(seconds=k)).isoformat().replace("+00:00", "Z")
+                     for k in range(len(times))]  # the open, then one per second after it

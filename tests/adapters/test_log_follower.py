@@ -4,9 +4,11 @@ position, so every line is read exactly once (real files, real renames)."""
 import os
 from pathlib import Path
 
+import msgspec
 from qlik_helpers import FIXTURES
 
-from adapters.qlik.activity import Rejected
+from adapters.qlik.activity import Activity, Rejected
+from adapters.qlik.keepalive import KeepAlive
 from adapters.qlik.log_follower import Line, LogCursor, PositionStore
 
 OLD = (FIXTURES / "audit" / "qs-node1_AuditActivity_Proxy.txt.20261101-1050").read_bytes()
@@ -138,3 +140,24 @@ def test_a_truncated_file_is_read_again_from_the_start(tmp_path: Path) -> None:
         f.truncate(0)
         f.write(NEW)
     assert texts(drain(cursor)) == expected_texts(NEW)
+
+
+def test_positions_saved_with_the_keepalive_state_and_the_older_layout_still_read(
+        tmp_path: Path) -> None:
+    path, store_path = tmp_path / NAME, tmp_path / "positions.json"
+    path.write_bytes(OLD)
+    cursor, keeper = LogCursor(path, None), KeepAlive()
+    for line in cursor.read(max_lines=4):  # header, start, internal call, open connection
+        if isinstance(line.item, Activity):
+            keeper.accept(line.item, line.item.ts)
+    assert keeper.open_connections() == 1
+    position = cursor.position()
+    assert position is not None
+    older = {str(path): msgspec.to_builtins(position)}  # positions only, as once saved
+    store_path.write_bytes(msgspec.json.encode(older))
+    assert PositionStore(store_path).positions == {str(path): position}
+    store = PositionStore(store_path)
+    store.keepalive = keeper.state
+    store.save()
+    reread = PositionStore(store_path)
+    assert (reread.positions, reread.keepalive) == ({str(path): position}, store.keepalive)

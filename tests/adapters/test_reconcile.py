@@ -76,7 +76,8 @@ def replay_state(tmp_path: Path) -> Path:
 
 def test_qrs_usage_counts_passes_per_group_within_28_days() -> None:
     records = decode_usage((FIXTURES / "qrs" / "loginaccessusage.json").read_bytes())
-    groups, unmapped = passes_in_use(records, mapping(), AS_OF)
+    counted = passes_in_use(records, mapping(), AS_OF)
+    groups, unmapped = counted.groups, counted.unmapped
     # The record without loginAccessType is placed by groups.yaml; the September one
     # returned long ago (R7).
     assert {g: (u.in_use, u.users) for g, u in groups.items()} == {
@@ -85,6 +86,7 @@ def test_qrs_usage_counts_passes_per_group_within_28_days() -> None:
         "everyone": (1, {"CORP\\carol": 1}),
     }
     assert unmapped == set()
+    assert records.skipped == counted.skipped == []
 
 
 def test_drift_per_group_and_the_users_behind_it(
@@ -104,7 +106,7 @@ def test_drift_per_group_and_the_users_behind_it(
     assert registry.get_sample_value(drift, {"group": "everyone"}) == 1
     assert registry.get_sample_value(drift, {"group": "finance"}) == 0
     assert registry.get_sample_value("tokenpool_reconcile_qrs_tokens",
-                                     {"kind": "login_access_allocated"}) == 3
+                                     {"kind": "login_access_allocated"}) == 40
     paths = [path for path, _ in qrs.requests]
     assert paths == ["/qrs/license/loginaccessusage/full", "/qrs/license/accesstypeoverview"]
     assert all(h["X-Qlik-User"] == "UserDirectory=INTERNAL; UserId=sa_api"
