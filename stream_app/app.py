@@ -87,6 +87,9 @@ read again from the state's offsets."""
 LEDGER_MARK_MARGIN = 0.6
 """Seconds a ledger mark must postdate a wait for grants: a highwater is only as fresh
 as the fetch that brought it."""
+WRITES_SETTLE = 60.0
+"""Seconds a rebalance waits for this worker's queued state records to reach the
+changelog (at_least_once) before the worker stops instead."""
 GRANTS_WAIT_LIMIT = 60.0
 """Seconds the merge waits for the ledger's word before it goes on without grants:
 long enough for the ledger to move to another worker after a crash (the session
@@ -416,6 +419,29 @@ class Worker:
             self.durable.pop(tp.partition, None)
             if self.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
+        if revoked and not self.exactly_once:
+            await self._writes_settled()
+
+    async def _writes_settled(self) -> None:
+        """at_least_once: before a revoked partition's state is read back (by this
+        worker, should it get the partition again, or by another), every state record
+        this worker queued must be in the changelog. The table's local copy has them at
+        once; read back over it without them, a partition would mix records of two
+        checkpoints, and one delivered after the read would overwrite a newer one.
+        Past `WRITES_SETTLE` the worker stops: a restart reads a consistent changelog
+        (under exactly_once the local copy changes only once a transaction committed)."""
+        try:
+            await asyncio.wait_for(self._delivered(), WRITES_SETTLE)
+        except Exception as exc:
+            log.critical("state records not delivered within %.0fs of a rebalance, "
+                         "stopping so that a restart reads a consistent state: %r",
+                         WRITES_SETTLE, exc)
+            raise
+
+    async def _delivered(self) -> None:
+        await self.app.producer.flush()
+        await self.state.delivered()
+        await self.ledger_table.delivered()
 
     async def _before_restore(self, changelogs: set[TP]) -> None:
         """exactly_once: before an owned partition's state is read back, its producer
@@ -651,11 +677,16 @@ class Worker:
         partition = task.partition
         self._first_pending.pop(partition, None)
         cp = task.checkpoint()
+        started = time.perf_counter()
         if not await self.checkpoints.write(task, cp):
             if self.tasks.get(partition) is task:  # still ours to the group: fenced
                 self._let_go(partition)
             return  # whoever owns the partition now applies those inputs again
+        counters = self.counters
+        counters.checkpoints.observe(time.perf_counter() - started)
+        counters.checkpoint_records.labels("outputs").inc(len(cp.outputs))
         if cp.commit is not None:
+            counters.checkpoint_records.labels("state").inc(1 + len(cp.updates))
             self.durable[partition] = cp.offsets
         stream = self._pools_stream
         for handle in cp.acks:

@@ -4,7 +4,13 @@ from typing import Any
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.web.base import BlueprintManager
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -154,6 +160,26 @@ class EventCounters:
             self.events.labels(topic)
             for reason in REJECT_REASONS:
                 self.rejected.labels(topic, reason)
+        self.checkpoints = Histogram(
+            "tokenpool_checkpoint_duration_seconds",
+            "Time to make one partition's checkpoint durable: outputs, state records "
+            "and dead letters acknowledged by the broker (one transaction under "
+            "exactly_once).",
+            buckets=CHECKPOINT_BUCKETS,
+            registry=registry,
+        )
+        self.checkpoint_records = Counter(
+            "tokenpool_checkpoint_records",
+            "Records written by checkpoints, by kind: outputs, and state (commit and "
+            "update records of the state changelog).",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("outputs", "state"):
+            self.checkpoint_records.labels(kind)
+
+
+CHECKPOINT_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 def install(worker: Any) -> CollectorRegistry:
