@@ -29,9 +29,10 @@ from stream_app.topics import changelog_topic, create_topics
 
 pytestmark = pytest.mark.kafka_only
 
-EVENTS = 20_000
-RATE = 2_000.0
-"""Session records a second: the workload takes ten seconds, the fault lands in it."""
+EVENTS = 7_500
+RATE = 500.0
+"""Session records a second, each acknowledged before the next (`SteadyProducer`,
+ordered): the workload takes about fifteen seconds, the fault lands in it."""
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,7 @@ def _run(cluster: KafkaCluster, stream_config, tmp_path: Path, guarantee: str,
     report = asyncio.run(create_topics(config))
     assert report.replication == 3
     records = random_workload(EVENTS)
+    assert len(records) == EVENTS
     expected, state = replay_reference(records, tmp_path)
     allocations = [r for r in records if r["topic"] == Topic.ALLOCATIONS]
     sessions = [r for r in records if r["topic"] != Topic.ALLOCATIONS]
@@ -54,7 +56,7 @@ def _run(cluster: KafkaCluster, stream_config, tmp_path: Path, guarantee: str,
     try:
         produce(config, allocations)
         with OutputWatch(config) as watch:
-            producer = SteadyProducer(config, sessions, RATE).start()
+            producer = SteadyProducer(config, sessions, RATE, ordered=True).start()
             watch.wait_for(len(expected) // 10)
             at = time.monotonic()
             detail = fault(config)

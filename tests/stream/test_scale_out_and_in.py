@@ -31,9 +31,9 @@ from worker_process import WorkerProcess
 from schemas import Topic
 from stream_app.topics import create_topics
 
-EVENTS = 20_000
-RATE = 1_500.0
-"""Session records a second: the workload takes about thirteen seconds."""
+EVENTS = 7_500
+RATE = 500.0
+"""Session records a second: the workload takes about fifteen seconds."""
 SPARE_TOKENS = 20
 """Licence tokens beyond what the site's groups hold, for the changes to compete for."""
 CHANGE_GROUPS = [f"x{i}" for i in range(4)]
@@ -68,6 +68,7 @@ def test_workers_join_and_leave_mid_workload_and_the_stream_still_equals_the_rep
     config = stream_config(mode="replay", guarantee=guarantee)
     asyncio.run(create_topics(config))
     records = random_workload(EVENTS)
+    assert len(records) == EVENTS
     licence = next(r for r in records if r["value"].get("kind") == "licence")
     licence["value"]["total_tokens"] += SPARE_TOKENS
     site_tokens = licence["value"]["total_tokens"]
