@@ -32,7 +32,14 @@ from typing import IO, Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream_app.broker import BrokerStartError, _accepts, _die_with_parent, _run_blocking, free_port
+from stream_app.broker import (
+    BrokerStartError,
+    _accepts,
+    _die_with_parent,
+    _probe_metadata,
+    _run_blocking,
+    free_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +381,7 @@ class KafkaCluster:
                 continue
             try:
                 # Asked of every node: a restarted one answers only once it is back.
-                seen = [_run_blocking(_describe_cluster(n.address), 5.0) for n in running]
+                seen = [_run_blocking(_probe_metadata(n.address), 5.0) for n in running]
                 last = [sorted(b["node_id"] for b in c.get("brokers", [])) for c in seen]
                 if all(wanted <= {b["node_id"] for b in c.get("brokers", [])}
                        and c.get("controller_id", -1) != -1 for c in seen):
@@ -438,16 +445,6 @@ class KafkaCluster:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-async def _describe_cluster(bootstrap: str) -> dict[str, Any]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    try:
-        await admin.start()
-        cluster: dict[str, Any] = await admin.describe_cluster()
-        return cluster
-    finally:
-        await admin.close()
 
 
 async def _out_of_sync(bootstrap: str) -> list[str]:

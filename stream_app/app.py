@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -113,6 +114,17 @@ def _not_a_mark(value: bytes | None) -> bool:
         return not isinstance(_grant_decoder.decode(value or b""), LedgerMark)
     except BAD_RECORD:
         return True
+
+
+def static_member_id(config: StreamConfig) -> str | None:
+    """The group.instance.id of a worker with `--instance-id`: the name, and the web
+    address Faust puts in every member's assignment. A static member gets its last
+    assignment back, and Faust's assignor refuses one that names another address (its
+    consumer would stop): a worker restarted on another address joins as a new member."""
+    if not config.instance_id:
+        return None
+    address = f"{config.web_host}-{config.web_port}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{config.instance_id}-{address}")
 
 
 def _credentials(config: StreamConfig) -> Any:
@@ -226,7 +238,7 @@ class Worker:
             broker_heartbeat_interval=max(0.5, cfg.session_timeout.total_seconds() / 6),
             # exactly_once is the worker's own (`transactions.py`), not Faust's.
             processing_guarantee="at_least_once",
-            consumer_group_instance_id=cfg.instance_id or None,
+            consumer_group_instance_id=static_member_id(cfg),
             producer_linger=0.005,
             producer_max_request_size=MAX_RECORD_BYTES,
             stream_buffer_maxsize=16384,

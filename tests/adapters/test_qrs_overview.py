@@ -39,20 +39,6 @@ KINDS = {
 METRIC = "tokenpool_reconcile_qrs_tokens"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def client_files(ca: trustme.CA, tmp_path: Path) -> dict[str, str]:
-    client = ca.issue_cert("qlik-client")
-    files = {"ca": tmp_path / "root.pem", "cert": tmp_path / "client.pem",
-             "key": tmp_path / "client_key.pem"}
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    client.cert_chain_pems[0].write_to_path(str(files["cert"]))
-    client.private_key_pem.write_to_path(str(files["key"]))
-    return {k: str(v) for k, v in files.items()}
 
 
 @contextmanager
@@ -87,9 +73,9 @@ def test_point1_site_fixture_has_exactly_the_published_shape() -> None:
 
 @pytest.mark.parametrize("payload", [PUBLISHED, SITE], ids=["published-example", "site"])
 def test_point1_reconcile_exports_each_qlik_token_figure(
-        payload: Path, ca: trustme.CA, client_files: dict[str, str], tmp_path: Path) -> None:
+        payload: Path, ca: trustme.CA, certs: dict[str, str], tmp_path: Path) -> None:
     document = json.loads(payload.read_text())
-    with polled(ca, client_files, payload.read_bytes(), tmp_path) as reconciler:
+    with polled(ca, certs, payload.read_bytes(), tmp_path) as reconciler:
         registry = reconciler.registry()
         got = {kind: registry.get_sample_value(METRIC, {"kind": kind}) for kind in KINDS}
         assert got == {kind: figure(document, path) for kind, path in KINDS.items()}
@@ -102,10 +88,10 @@ def test_point1_site_figures_are_not_zero() -> None:
 
 
 def test_point1_deprecated_accesstypeinfo_names_export_no_figures_and_say_why(
-        ca: trustme.CA, client_files: dict[str, str], tmp_path: Path,
+        ca: trustme.CA, certs: dict[str, str], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     with (caplog.at_level(logging.WARNING),
-          polled(ca, client_files, DEPRECATED.read_bytes(), tmp_path) as reconciler):
+          polled(ca, certs, DEPRECATED.read_bytes(), tmp_path) as reconciler):
         registry = reconciler.registry()
         assert registry.get_sample_value(METRIC, {"kind": "total"}) == 0
         assert registry.get_sample_value(METRIC, {"kind": "login_access_used"}) is None

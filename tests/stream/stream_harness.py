@@ -134,6 +134,39 @@ def diff_outputs(got: dict, expected: dict) -> dict[str, list]:
     }
 
 
+def feed_and_check(config: StreamConfig, worker: Any, records: list[Record],
+                   expected: dict[str, Record], state: Any) -> None:
+    """Allocations first, then the session records; every expected output arrives with
+    the replay's content, and the worker ends in the replay's state."""
+    produce(config, [r for r in records if r["topic"] == "allocations"])
+    produce(config, [r for r in records if r["topic"] != "allocations"])
+    got = collect(config, set(expected))
+    assert set(got) == set(expected), worker.log_tail()
+    for event_id, copies in got.items():
+        assert all(c == expected[event_id] for c in copies), event_id
+    assert wait_for_state(worker, state) == state
+
+
+def check_against_replay(
+    title: str, got: dict[str, list[Record]], expected: dict[str, Record], final: Any,
+    state: Any, *, guarantee: str, show: Any, log_tail: str = "",
+) -> None:
+    """The run's verdict, printed on one line (`show`: pytest's capsys, so the line
+    reaches the log of a passing run too), then asserted: outputs and final state equal
+    to the replay's, and no output twice under exactly_once."""
+    duplicates = sum(len(copies) - 1 for copies in got.values())
+    diff = diff_outputs(got, expected)
+    with show.disabled():
+        print(f"\n{title} guarantee={guarantee} outputs={len(expected)} "
+              f"duplicates_downstream={duplicates} "
+              f"diff={{extra: {len(diff['extra'])}, missing: {len(diff['missing'])}, "
+              f"different: {len(diff['different'])}}} state_equal={final == state}")
+    assert diff == {"extra": [], "missing": [], "different": []}, log_tail
+    assert final == state
+    if guarantee == "exactly_once":
+        assert duplicates == 0
+
+
 def wait_for_state(worker: Any, expected: dict[str, Any], timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     state = None

@@ -180,6 +180,16 @@ def test_pause_freezes_the_broker_and_resume_thaws_it() -> None:
 # --------------------------------------------------------------------------- topics
 
 
+async def make_topic(broker: str, topic: NewTopic) -> None:
+    """A topic made by hand beforehand (or auto-created by a client's metadata request)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        await asyncio.wait_for(admin.create_topics([topic]), 10)
+    finally:
+        await admin.close()
+
+
 def test_topic_layout() -> None:
     config = StreamConfig(partitions=6, app_id="layout")
     specs = {spec.name: spec.partitions for spec in topic_specs(config)}
@@ -239,13 +249,7 @@ async def test_create_topics_refuses_a_partitioned_allocations_topic(
 ) -> None:
     config = stream_config()
     # Made by hand earlier, or auto-created by a client's metadata request.
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    try:
-        await asyncio.wait_for(admin.start(), 10)
-        await asyncio.wait_for(
-            admin.create_topics([NewTopic(config.topics.allocations, 3, 1)]), 10)
-    finally:
-        await admin.close()
+    await make_topic(broker, NewTopic(config.topics.allocations, 3, 1))
     with pytest.raises(TopicCreationError, match="allocations partitions=3 wanted=1"):
         await create_topics(config)
 
@@ -307,14 +311,8 @@ async def test_a_shorter_retention_on_an_existing_input_is_reported_and_left_alo
     stream_config: StreamConfigFactory, broker: str
 ) -> None:
     config = stream_config()
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    try:
-        await asyncio.wait_for(admin.start(), 10)
-        await asyncio.wait_for(admin.create_topics([NewTopic(
-            config.topics.session_start, 4, 1, topic_configs={"retention.ms": str(86_400_000)})
-        ]), 10)
-    finally:
-        await admin.close()
+    await make_topic(broker, NewTopic(config.topics.session_start, 4, 1,
+                                      topic_configs={"retention.ms": str(86_400_000)}))
     report = await create_topics(config)
     assert config.topics.session_start not in report.created
     [warning] = report.warnings
@@ -332,14 +330,9 @@ async def test_a_changelog_made_with_the_brokers_defaults_gets_its_settings_back
     state would be lost after a week. Kafka only: Tansu 0.6 has no AlterConfigs."""
     config = stream_config()
     state = changelog_topic(config, "state")
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    try:
-        await asyncio.wait_for(admin.start(), 10)
-        await asyncio.wait_for(admin.create_topics([NewTopic(
+    await make_topic(broker, NewTopic(
             state, 4, 1, topic_configs={"cleanup.policy": "delete",
-                                         "min.cleanable.dirty.ratio": "0.3"})]), 10)
-    finally:
-        await admin.close()
+                                         "min.cleanable.dirty.ratio": "0.3"}))
     report = await create_topics(config)
     assert report.changed[state] == {"cleanup.policy": "compact",
                                      "max.message.bytes": str(MAX_RECORD_BYTES)}

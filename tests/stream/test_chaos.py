@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from stream_harness import (
     OutputWatch,
+    check_against_replay,
     collect,
-    diff_outputs,
     produce,
     replay_reference,
     wait_for_state,
@@ -97,18 +97,9 @@ def test_five_sigkills_at_seeded_points_give_exactly_the_replay_result(
     finally:
         worker.stop()
 
-    duplicates = sum(len(copies) - 1 for copies in got.values())
-    diff = diff_outputs(got, expected)
-    with capsys.disabled():
-        print(f"\nchaos broker={broker_kind.name} guarantee={guarantee} seed={SEED} "
-              f"events={EVENTS} kills={kills} restarts={restarts} "
-              f"outputs={len(expected)} kill_points={points} "
-              f"outputs_seen_at_kills={seen_at_kill} prefix_outputs={ceilings[1:]} "
-              f"duplicates_downstream={duplicates} "
-              f"diff={{extra: {len(diff['extra'])}, missing: {len(diff['missing'])}, "
-              f"different: {len(diff['different'])}}} state_equal={final == state}")
     assert kills == restarts == KILLS
-    assert diff == {"extra": [], "missing": [], "different": []}, worker.log_tail()
-    assert final == state
-    if guarantee == "exactly_once":
-        assert duplicates == 0
+    check_against_replay(
+        f"chaos broker={broker_kind.name} seed={SEED} events={EVENTS} kills={kills} "
+        f"restarts={restarts} kill_points={points} outputs_seen_at_kills={seen_at_kill} "
+        f"prefix_outputs={ceilings[1:]}", got, expected, final, state,
+        guarantee=guarantee, show=capsys, log_tail=worker.log_tail())

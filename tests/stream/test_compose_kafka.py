@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from stream_harness import collect, produce, replay_reference, wait_for_state
+from stream_harness import feed_and_check, replay_reference
 from worker_process import ROOT, WorkerProcess
 
-from schemas import Topic
 from stream_app.apache_kafka import LATEST, KafkaCluster, KafkaNode, cluster_properties
 from stream_app.config import StreamConfig
 
@@ -113,13 +112,7 @@ def test_compose_kafka_topics_and_worker_run_the_seed_scenario(
         expected, state = replay_reference(records, tmp_path, until=now)
         worker.start(wait_partitions=config.partitions)
         try:
-            produce(config, [r for r in records if r["topic"] == Topic.ALLOCATIONS])
-            produce(config, [r for r in records if r["topic"] != Topic.ALLOCATIONS])
-            got = collect(config, set(expected))
-            assert set(got) == set(expected), worker.log_tail()
-            for event_id, copies in got.items():
-                assert all(c == expected[event_id] for c in copies), event_id
-            assert wait_for_state(worker, state) == state
+            feed_and_check(config, worker, records, expected, state)
         finally:
             worker.stop()
 

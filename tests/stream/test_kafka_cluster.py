@@ -14,8 +14,8 @@ import pytest
 from stream_harness import (
     OutputWatch,
     SteadyProducer,
+    check_against_replay,
     collect,
-    diff_outputs,
     produce,
     replay_reference,
     wait_for_state,
@@ -67,18 +67,9 @@ def _run(cluster: KafkaCluster, stream_config, tmp_path: Path, guarantee: str,
         assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
     finally:
         worker.stop()
-    duplicates = sum(len(copies) - 1 for copies in got.values())
-    diff = diff_outputs(got, expected)
-    with capsys.disabled():
-        print(f"\n{name} guarantee={guarantee} events={EVENTS} {detail} "
-              f"longest_output_gap_s={gap:.1f} outputs={len(expected)} "
-              f"duplicates_downstream={duplicates} "
-              f"diff={{extra: {len(diff['extra'])}, missing: {len(diff['missing'])}, "
-              f"different: {len(diff['different'])}}} state_equal={final == state}")
-    assert diff == {"extra": [], "missing": [], "different": []}, worker.log_tail()
-    assert final == state
-    if guarantee == "exactly_once":
-        assert duplicates == 0
+    check_against_replay(
+        f"{name} events={EVENTS} {detail} longest_output_gap_s={gap:.1f}", got, expected,
+        final, state, guarantee=guarantee, show=capsys, log_tail=worker.log_tail())
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])

@@ -39,7 +39,7 @@ def test_inputs_with_transaction_markers_apply_as_in_a_replay_without_stalling(
         sessions = [r for r in records if r["topic"] != Topic.ALLOCATIONS]
         for i in range(0, len(sessions), 5):  # several transactions, several markers
             produce(config, sessions[i:i + 5], transactional_id=f"{config.app_id}-sess")
-        got = collect(config, set(expected), timeout=60)
+        got = collect(config, set(expected), timeout=60)  # not feed_and_check: transactions
         assert set(got) == set(expected), worker.log_tail()
         for event_id, copies in got.items():
             assert all(c == expected[event_id] for c in copies), event_id

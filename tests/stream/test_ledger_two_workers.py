@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from kafka_helpers import consume_all, decisions
-from worker_process import WorkerProcess
+from worker_process import WorkerProcess, wait_split
 
 from stream_app.config import StreamConfig
 from stream_app.topics import create_topics
@@ -75,13 +75,7 @@ def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
     workers = [WorkerProcess(config, tmp_path, extra=quick, name="a").start(config.partitions)]
     try:
         workers.append(WorkerProcess(config, tmp_path, extra=quick, name="b").start())
-        deadline = time.monotonic() + 60
-        while True:
-            owned = [set((w.health() or {}).get("partitions") or ()) for w in workers]
-            if all(owned) and not owned[0] & owned[1]:
-                break
-            assert time.monotonic() < deadline, f"partitions not split: {owned}"
-            time.sleep(0.3)
+        wait_split(workers)
         asyncio.run(produce_concurrently(config, [[{
             "kind": "licence", "event_id": "licence", "ts": T0, "total_tokens": LICENCE}]]))
         batches = [changes(rng, p) for p in range(PRODUCERS)]
@@ -116,7 +110,12 @@ def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
 
     assert decided == group_changes, "a login_group change was never decided"
     assert not granted & rejected, "a change both granted and rejected"
-    # The licence holds at every step of the ledger's order (the topic's order).
+    assert_licence_held(allocations, rejected, LICENCE)
+    assert capacities == expected_capacities(allocations, rejected)
+
+
+def assert_licence_held(allocations: list, rejected: set[str], licence: int) -> None:
+    """R10: the licence holds at every step of the ledger's order (the topic's)."""
     tokens: dict[str, int] = {}
     uaps: set[str] = set()
     for record in allocations:
@@ -130,8 +129,7 @@ def test_r10_concurrent_producers_and_two_workers_never_over_allocate(
         else:
             uaps.discard(value["user_id"])
         held = len(uaps) + sum(tokens.values())
-        assert held <= LICENCE, (value, held)
-    assert capacities == expected_capacities(allocations, rejected)
+        assert held <= licence, (value, held)
 
 
 def expected_capacities(allocations: list, rejected: set[str]) -> dict[str, int]:

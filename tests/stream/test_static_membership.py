@@ -1,9 +1,10 @@
 """Static group membership (`--instance-id`, KIP-345): a worker restarted at once under
 the same instance id takes its own partitions back, and the other workers carry on
-without a rebalance, as a rolling deployment wants. Apache Kafka only: the group
-protocol's static members are Kafka's."""
+without a rebalance, as a rolling deployment wants. The restart test is Apache Kafka's
+only: static members are a Kafka group protocol feature."""
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -11,17 +12,18 @@ import msgspec
 import pytest
 from stream_harness import OutputWatch, collect, diff_outputs, produce, replay_reference
 from test_stream_equals_replay import random_workload
-from worker_process import WorkerProcess
+from worker_process import WorkerProcess, wait_split
 
+from stream_app.app import static_member_id
+from stream_app.config import StreamConfig
 from stream_app.topics import create_topics
-
-pytestmark = pytest.mark.kafka_only
 
 
 def _revocations(worker: WorkerProcess) -> int:
     return worker.log_text().count("Revoking previously assigned partitions")
 
 
+@pytest.mark.kafka_only
 def test_a_static_member_restarted_at_once_gets_its_partitions_back_without_a_rebalance(
     stream_config, tmp_path: Path
 ) -> None:
@@ -35,20 +37,15 @@ def test_a_static_member_restarted_at_once_gets_its_partitions_back_without_a_re
     b = WorkerProcess(b_config, tmp_path, name="b").start()
     workers = [a, b]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            owned = [set((w.health() or {}).get("partitions") or ()) for w in workers]
-            if all(owned) and not owned[0] & owned[1]:
-                break
-            assert time.monotonic() < deadline, f"partitions not split: {owned}"
-            time.sleep(0.3)
+        owned = wait_split(workers)
         half = len(records) // 2  # the workload's allocations come first
         with OutputWatch(config) as watch:
             produce(config, records[:half])
             watch.wait_for(len(expected) // 5)
         revoked_before = _revocations(a)
         b.kill()
-        b = WorkerProcess(b_config, tmp_path, name="b2")
+        # The same name and the same address, as a restarted pod has them.
+        b = WorkerProcess(b_config, tmp_path, name="b2", port=b.port)
         workers.append(b)
         b.start()
         b.wait_ready()
@@ -64,3 +61,17 @@ def test_a_static_member_restarted_at_once_gets_its_partitions_back_without_a_re
         for w in workers:
             w.stop()
     assert diff_outputs(got, expected) == {"extra": [], "missing": [], "different": []}
+
+
+@pytest.mark.parametrize("web_host", ["127.0.0.1", "0.0.0.0"])
+def test_the_static_member_id_names_the_worker_and_its_address(web_host: str) -> None:
+    """Faust puts each member's web address in its assignment and refuses a cached one
+    naming another (its consumer would stop for good): a worker restarted on another
+    address must join as another member. Kafka accepts [A-Za-z0-9._-] in the id."""
+    config = StreamConfig(instance_id="pod/0", web_host=web_host, web_port=6066)
+    member = static_member_id(config)
+    assert member is not None and re.fullmatch(r"[A-Za-z0-9._-]+", member)
+    assert member.startswith("pod_0-")
+    moved = static_member_id(msgspec.structs.replace(config, web_port=6067))
+    assert moved != member
+    assert static_member_id(StreamConfig()) is None

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from stream_harness import (
     collect,
+    feed_and_check,
     produce,
     replay_reference,
     wait_for_state,
 )
 from worker_process import WorkerProcess
 
-from schemas import Topic
 from stream_app.config import StreamConfig
 from stream_app.synthetic import generate, to_jsonl_lines
 from stream_app.topics import create_topics
@@ -36,14 +36,7 @@ def run_and_compare(config: StreamConfig, tmp_path: Path, records: list[dict]) -
     asyncio.run(create_topics(config))
     worker = WorkerProcess(config, tmp_path).start(wait_partitions=config.partitions)
     try:
-        allocations = [r for r in records if r["topic"] == Topic.ALLOCATIONS]
-        produce(config, allocations)
-        produce(config, [r for r in records if r["topic"] != Topic.ALLOCATIONS])
-        got = collect(config, set(expected))
-        assert set(got) == set(expected), worker.log_tail()
-        for event_id, copies in got.items():
-            assert all(c == expected[event_id] for c in copies), event_id
-        assert wait_for_state(worker, state) == state
+        feed_and_check(config, worker, records, expected, state)
     finally:
         worker.stop()
 

@@ -25,17 +25,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_split(workers: Sequence["WorkerProcess"], timeout: float = 60.0) -> list[set[int]]:
+    """Until every worker owns partitions and no partition is owned twice; returns what
+    each owns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [set((w.health() or {}).get("partitions") or ()) for w in workers]  # type: ignore[arg-type]
+        if all(owned) and all(not a & b for i, a in enumerate(owned) for b in owned[i + 1:]):
+            return owned
+        assert time.monotonic() < deadline, f"partitions not split: {owned}"
+        time.sleep(0.3)
+
+
 class WorkerProcess:
     """`python -m stream_app worker` with the test's config; stopped in `stop()`."""
 
     def __init__(
         self, config: StreamConfig, log_dir: Path, extra: Sequence[str] = (), name: str = "w",
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None, port: int | None = None,
     ) -> None:
         self.config = config
         self.env = dict(env or {})
         """`TOKENPOOL_*` variables for the worker (the test's own are never passed on)."""
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = log_dir / f"worker-{name}-{self.port}.log"
         self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
