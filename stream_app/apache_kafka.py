@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -204,11 +204,11 @@ class KafkaNode:
         (self.home / "log4j.properties").write_text(_LOG4J1)
         return path
 
-    def format(self, cluster_id: str) -> None:
+    def format(self, cluster_id: str, extra: Sequence[str] = ()) -> None:
         config = self.home / "server.properties"
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                       str(config), heap="128m"),
+                       str(config), *extra, heap="128m"),
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -291,20 +291,25 @@ class KafkaNode:
             return "(no log)"
 
 
-def cluster_properties(node: KafkaNode, nodes: list[KafkaNode]) -> dict[str, str]:
-    """A KRaft combined-mode node of a cluster of `len(nodes)` on loopback."""
+def cluster_properties(node: KafkaNode, nodes: list[KafkaNode],
+                       protocol: str = "PLAINTEXT") -> dict[str, str]:
+    """A KRaft combined-mode node of a cluster of `len(nodes)` on loopback, its clients
+    and its peers speaking `protocol` (the controllers speak PLAINTEXT among
+    themselves)."""
     n = len(nodes)
     voters = ",".join(f"{m.node_id}@{m.host}:{m.controller_port}" for m in nodes)
     return {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:"
+        "listeners": f"{protocol}://{node.host}:{node.port},CONTROLLER://{node.host}:"
                      f"{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{node.address}",
+        "advertised.listeners": f"{protocol}://{node.address}",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:PLAINTEXT"
+                                          if protocol != "PLAINTEXT"
+                                          else "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": protocol,
         "log.dirs": str(node.home / "data"),
         "auto.create.topics.enable": "false",
         "group.initial.rebalance.delay.ms": "0",
@@ -320,14 +325,19 @@ class KafkaCluster:
     """`nodes` KRaft nodes (1 or 3) on loopback, each in its own process group.
 
     `overrides` replace or add server properties on every node (the compose file's
-    settings, say); listener and quorum addresses stay the cluster's own. Data lives
+    settings, say); listener and quorum addresses stay the cluster's own. `protocol`
+    is the clients' listener (`SASL_SSL` with its settings in `overrides`, say),
+    `client` the aiokafka settings that reach it, and `scram_users` (name → password)
+    the SCRAM-SHA-512 credentials written at format time. Data lives
     under `home` (a temporary folder by default) and is removed by `stop()` when the
     cluster made the folder itself.
     """
 
     def __init__(self, nodes: int = 1, version: str = LATEST, *,
                  home: Path | str | None = None,
-                 overrides: Mapping[str, str] | None = None) -> None:
+                 overrides: Mapping[str, str] | None = None,
+                 protocol: str = "PLAINTEXT", client: Mapping[str, Any] | None = None,
+                 scram_users: Mapping[str, str] | None = None) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.version = pinned(version)
@@ -336,6 +346,11 @@ class KafkaCluster:
             tempfile.mkdtemp(prefix=f"kafka-{self.version}-"))
         self.cluster_id = random_cluster_id()
         self._overrides = dict(overrides or {})
+        self._protocol = protocol
+        self._client = dict(client or {})
+        self._scram = [arg for name, password in (scram_users or {}).items()
+                       for arg in ("--add-scram",
+                                   f"SCRAM-SHA-512=[name={name},password={password}]")]
         self._size = nodes
         self.nodes: list[KafkaNode] = []
 
@@ -355,8 +370,9 @@ class KafkaCluster:
                       for i in range(1, self._size + 1)]
         try:
             for node in self.nodes:
-                node.write_config({**cluster_properties(node, self.nodes), **self._overrides})
-                node.format(self.cluster_id)
+                node.write_config({**cluster_properties(node, self.nodes, self._protocol),
+                                   **self._overrides})
+                node.format(self.cluster_id, self._scram)
             for node in self.nodes:
                 node.start()
             self.wait_ready()
@@ -381,7 +397,8 @@ class KafkaCluster:
                 continue
             try:
                 # Asked of every node: a restarted one answers only once it is back.
-                seen = [_run_blocking(_probe_metadata(n.address), 5.0) for n in running]
+                seen = [_run_blocking(_probe_metadata(n.address, **self._client), 5.0)
+                        for n in running]
                 last = [sorted(b["node_id"] for b in c.get("brokers", [])) for c in seen]
                 if all(wanted <= {b["node_id"] for b in c.get("brokers", [])}
                        and c.get("controller_id", -1) != -1 for c in seen):
@@ -410,7 +427,7 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         behind: Any = None
         while time.monotonic() < deadline:
-            behind = _run_blocking(_out_of_sync(self.bootstrap), 15.0)
+            behind = _run_blocking(_out_of_sync(self.bootstrap, self._client), 15.0)
             if not behind:
                 return
             time.sleep(0.5)
@@ -427,7 +444,7 @@ class KafkaCluster:
 
     def leader(self, topic: str, partition: int) -> int:
         """Node id leading a partition now."""
-        return _run_blocking(_leader(self.bootstrap, topic, partition), 15.0)
+        return _run_blocking(_leader(self.bootstrap, topic, partition, self._client), 15.0)
 
     def stop(self) -> None:
         """Every node at once: one by one, the last ones would wait for a quorum that
@@ -447,8 +464,9 @@ class KafkaCluster:
         self.stop()
 
 
-async def _out_of_sync(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+async def _out_of_sync(bootstrap: str, client: Mapping[str, Any]) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                                **client)
     try:
         await admin.start()
         topics = await admin.list_topics()
@@ -462,8 +480,10 @@ async def _out_of_sync(bootstrap: str) -> list[str]:
         await admin.close()
 
 
-async def _leader(bootstrap: str, topic: str, partition: int) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+async def _leader(bootstrap: str, topic: str, partition: int,
+                  client: Mapping[str, Any]) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                                **client)
     try:
         await admin.start()
         for described in await admin.describe_topics([topic]):

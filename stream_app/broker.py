@@ -186,8 +186,9 @@ def _run_blocking(coro: Coroutine[Any, Any, T], timeout: float) -> T:
         return pool.submit(asyncio.run, bounded()).result()
 
 
-async def _probe_metadata(bootstrap: str) -> dict[str, Any]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+async def _probe_metadata(bootstrap: str, **client: Any) -> dict[str, Any]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000,
+                                **client)
     try:
         await admin.start()
         cluster: dict[str, Any] = await admin.describe_cluster()

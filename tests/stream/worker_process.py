@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from stream_app.broker import _die_with_parent
 from stream_app.config import StreamConfig
 
 READY_TIMEOUT = 60.0
@@ -93,6 +94,8 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             self.args(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
             start_new_session=True,
+            # Killed with the test run (a CI timeout, Ctrl-C): no worker outlives it.
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         log.close()
 
