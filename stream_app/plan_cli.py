@@ -1,24 +1,25 @@
 """`tokenpool plan` and `tokenpool estimate --from-history`: token purchases from a
 history, per group, with the figures that back them.
 
-A thin shell: replays go through `stream_app.plan_runs`, every figure comes from
-`rules.planning`, pictures and HTML from `stream_app.plan_report`.
+A thin shell: the runs and figures come from `stream_app.plan_result` (replays through
+`stream_app.plan_runs`, figures from `rules.planning`), the text from `plan_text`,
+pictures and HTML from `plan_report`, which imports nothing of this module.
 """
 
 import argparse
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 
-from rules.planning import Plan, RunFigures, build_plan, returns_by_day, run_figures
+from rules.planning import build_plan
 from rules.scenario import Scenario
-from schemas import from_micros
-from stream_app.durations import format_duration, parse_duration
-from stream_app.plan_runs import EmptyHistory, Run, plain, run
+from stream_app.durations import parse_duration
+from stream_app.plan_result import make_plan, num
+from stream_app.plan_runs import EmptyHistory, plain, run
+from stream_app.plan_text import write_text
 from stream_app.settings import add_rule_options, rule_config
 
 
@@ -70,141 +71,6 @@ def add_plan_command(sub: Any) -> None:
     p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into DIR")
     add_rule_options(p)
     p.set_defaults(func=cmd_plan)
-
-
-@dataclass
-class Result:
-    plan: Plan
-    actual: Run
-    demand: Run
-    what_if: dict[str, RunFigures] | None
-    what_if_run: Run | None
-    returns: dict[str, list[tuple[int, int]]]
-    horizon: int
-
-
-def make_plan(
-    path: str,
-    args: argparse.Namespace,
-) -> Result:
-    """Every run and figure `tokenpool plan` reports (also what the tests call)."""
-    config = rule_config(args)
-    span = config.pass_lifetime // timedelta(microseconds=1)
-    horizon = args.horizon // timedelta(microseconds=1)
-    with plain(path) as history:
-        actual = run(history, Scenario.actual(), config)
-        demand = run(history, Scenario.demand(), config)
-        alt = run(history, Scenario.what_if(dict(args.tokens)), config) if args.tokens else None
-    plan = build_plan(
-        actual.usage, demand.usage, actual.capacities(), actual.engine.ledger.uap,
-        actual.start, actual.end, span, args.buffer, args.uap_min_hours,
-        config.passes_per_token,
-    )
-    what_if = None
-    if alt is not None:
-        caps = alt.capacities()
-        what_if = {g.group: run_figures(alt.usage.groups.get(g.group), caps.get(g.group, 0),
-                                        config.passes_per_token)
-                   for g in plan.groups}
-    returns = {name: returns_by_day(cal, actual.end, horizon)
-               for name, cal in actual.returns_calendars().items()}
-    return Result(plan, actual, demand, what_if, alt, returns, horizon)
-
-
-LIST_MAX = 10
-"""Users listed per advice in the text report; the HTML report lists every one."""
-
-
-def passes(n: int) -> str:
-    return f"{n} pass" if n == 1 else f"{n} passes"
-
-
-def num(x: Fraction | int) -> str:
-    """A figure for people to read: whole, or two decimals (computed exactly elsewhere)."""
-    if isinstance(x, int) or x.denominator == 1:
-        return str(int(x))
-    return f"{float(x):.2f}".rstrip("0").rstrip(".")
-
-
-def day(us: int | None) -> str:
-    return "-" if us is None else from_micros(us).strftime("%Y-%m-%d")
-
-
-def when(us: int | None) -> str:
-    return "-" if us is None else from_micros(us).strftime("%Y-%m-%d %H:%M")
-
-
-def write_text(result: Result, args: argparse.Namespace, w: IO[str]) -> None:
-    plan = result.plan
-    span = format_duration(timedelta(microseconds=plan.span))
-    w.write(
-        f"history {when(plan.start)} .. {when(plan.end)} UTC: {plan.periods} complete "
-        f"{span} period(s), buffer {num(plan.buffer_percent)}%\n\n"
-    )
-    head = (f"{'group':<20} {'people':>6} {'UAP':>4} {'median':>7} {'p90':>6} {'mean':>6} "
-            f"{'formula':>8} {'peak':>6} {'by peak':>8} {'held':>6} {'denied':>7}  ran dry\n")
-    w.write(f"{'':<20} {'':>6} {'':>4} {'passes per person/' + span:>21} {'tokens':>8} "
-            f"{'in use':>6} {'tokens':>8} {'tokens':>6}\n")
-    w.write(head)
-    for g in plan.groups:
-        a = g.actual
-        w.write(
-            f"{g.group:<20} {g.people:>6} {g.uap_holders:>4} {num(g.median):>7} "
-            f"{num(g.p90):>6} {num(g.mean):>6} "
-            f"{g.formula.tokens:>8} {g.peak_demand:>6} {g.tokens_by_peak:>8} "
-            f"{a.tokens:>6} {a.exhausted:>7}  {day(a.ran_dry_at)}\n"
-        )
-    w.write(
-        "\npeak: most passes in use at once over any pass lifetime, as asked for (every "
-        "pool unlimited); held: tokens allocated at the end; denied: logins and renewals "
-        "refused for lack of passes.\n"
-    )
-    for g in plan.groups:
-        if g.people:
-            f = g.formula
-            w.write(f"  {g.group}: {f.people} people x {num(Fraction(f.passes_per_person))}"
-                    f" passes x (1 + {f.buffer_percent}%) / 10 = {num(Fraction(f.exact))}"
-                    f" -> {f.tokens} tokens\n")
-    if plan.to_uap:
-        w.write(f"\nuser access passes would be cheaper for {len(plan.to_uap)} users "
-                f"(more than 10 passes in some {span}), most saved first:\n")
-        for s in plan.to_uap[:LIST_MAX]:
-            w.write(f"  {s.user_id} ({s.group}): {passes(s.busiest)} in the busiest {span}, "
-                    f"saves {num(s.saving)} token(s)\n")
-        if len(plan.to_uap) > LIST_MAX:
-            w.write(f"  ... and {len(plan.to_uap) - LIST_MAX} more (the HTML report lists "
-                    "all)\n")
-        for g in plan.groups:
-            if g.uap_candidates:
-                w.write(f"  {g.group}: {len(g.uap_candidates)} UAPs + "
-                        f"{g.tokens_with_uaps - len(g.uap_candidates)} tokens of passes = "
-                        f"{g.tokens_with_uaps} tokens instead of {g.tokens_by_peak}\n")
-    if plan.to_lap:
-        total = sum((s.saving for s in plan.to_lap), Fraction(0))
-        w.write(f"\nlogin access would be cheaper for {len(plan.to_lap)} UAP holders (fewer "
-                f"than {args.uap_min_hours} access hours in every {span}):\n")
-        for s in plan.to_lap:
-            w.write(f"  {s.user_id} ({s.group or 'no sessions'}): {passes(s.busiest)} in the "
-                    f"busiest {span}, saves {num(s.saving)} token(s)\n")
-        w.write(f"  together: {num(total)} tokens\n")
-    if result.what_if is not None:
-        w.write("\nwhat-if " + " ".join(f"{g}={n}" for g, n in args.tokens) + ":\n")
-        w.write(f"{'group':<20} {'tokens':>12} {'denied':>12} {'min headroom':>14}  ran dry\n")
-        for g in plan.groups:
-            a, b = g.actual, result.what_if[g.group]
-            w.write(f"{g.group:<20} {a.tokens:>5} -> {b.tokens:<4} "
-                    f"{a.exhausted:>5} -> {b.exhausted:<4} {a.min_headroom:>6} -> "
-                    f"{b.min_headroom:<6}  {day(a.ran_dry_at)} -> {day(b.ran_dry_at)}\n")
-    horizon = format_duration(timedelta(microseconds=result.horizon))
-    w.write(f"\npasses returning in the next {horizon} after {when(plan.end)}:\n")
-    for name, days in result.returns.items():
-        total = sum(c for _, c in days)
-        first = next(((t, c) for t, c in days if c), None)
-        w.write(f"  {name:<20} {total:>6}" + (
-            f"  (first {first[1]} on {day(first[0])})" if first else "") + "\n")
-    if plan.demand_capped:
-        w.write("\nwarning: the demand run was still denied passes in "
-                + ", ".join(plan.demand_capped) + "; their figures are a floor\n")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

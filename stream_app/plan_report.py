@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -24,10 +24,7 @@ import matplotlib.pyplot as plt
 
 from schemas import from_micros
 from stream_app.durations import format_duration
-from stream_app.plan_cli import num
-
-if TYPE_CHECKING:
-    from stream_app.plan_cli import Result
+from stream_app.plan_result import Result, num
 
 UAP_BREAK_EVEN = 10
 """Passes per 28 days at which a user access pass costs the same as login passes."""
@@ -72,7 +69,7 @@ def _steps(timeline: list[tuple[int, int, int]], start: int, end: int,
     return xs, ys
 
 
-def in_use_figure(result: "Result") -> Figure:
+def in_use_figure(result: Result) -> Figure:
     plan = result.plan
     groups = [g for g in plan.groups if g.passes or g.actual.capacity]
     fig, axes = _grid(max(1, len(groups)))
@@ -105,7 +102,7 @@ def in_use_figure(result: "Result") -> Figure:
                   "passes in use and capacity per group over the history", _png(fig))
 
 
-def returns_figure(result: "Result") -> Figure:
+def returns_figure(result: Result) -> Figure:
     named = [(n, days) for n, days in result.returns.items() if any(c for _, c in days)]
     fig, axes = _grid(max(1, len(named)))
     for ax, (name, days) in zip(axes, named, strict=False):
@@ -122,7 +119,7 @@ def returns_figure(result: "Result") -> Figure:
                   "passes returning per day and group after the history", _png(fig))
 
 
-def per_user_figure(result: "Result") -> Figure:
+def per_user_figure(result: Result) -> Figure:
     plan = result.plan
     by_group: dict[str, list[float]] = {}
     for u in plan.users:
@@ -141,7 +138,7 @@ def per_user_figure(result: "Result") -> Figure:
                   "histogram of passes per person per 28 days per group", _png(fig))
 
 
-def figures(result: "Result") -> list[Figure]:
+def figures(result: Result) -> list[Figure]:
     return [in_use_figure(result), returns_figure(result), per_user_figure(result)]
 
 
@@ -183,7 +180,7 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(result: "Result", figs: list[Figure], args: argparse.Namespace) -> str:
+def render_html(result: Result, figs: list[Figure], args: argparse.Namespace) -> str:
     plan = result.plan
     span = format_duration(timedelta(microseconds=plan.span))
     parts = [
@@ -246,7 +243,7 @@ def render_html(result: "Result", figs: list[Figure], args: argparse.Namespace) 
     return "\n".join(parts)
 
 
-def write_html(result: "Result", figs: list[Figure], args: argparse.Namespace,
+def write_html(result: Result, figs: list[Figure], args: argparse.Namespace,
                path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(render_html(result, figs, args))

@@ -15,7 +15,7 @@ import pytest
 from schemas import to_micros
 from stream_app import history_gen
 from stream_app.cli import build_parser
-from stream_app.plan_cli import Result, make_plan
+from stream_app.plan_result import Result, make_plan
 from stream_app.synthetic import to_jsonl_lines
 
 ROOT = Path(__file__).resolve().parents[2]
