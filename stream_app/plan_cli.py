@@ -46,6 +46,16 @@ def _buffer(text: str) -> Fraction:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def add_plan_command(sub: Any) -> None:
     """Register `tokenpool plan` on the command line's subparsers."""
     p = sub.add_parser(
@@ -67,6 +77,10 @@ def add_plan_command(sub: Any) -> None:
     p.add_argument("--uap-min-hours", type=int, default=10, metavar="HOURS",
                    help="list UAP holders whose busiest 28 days used fewer access hours "
                    "than this (default: 10, one token of login passes)")
+    p.add_argument("--top", type=_positive, metavar="N",
+                   help="list, per group, the N people who consumed the most passes in "
+                   "the last 28 days, with sessions per day, hours of use and whether a "
+                   "user access pass would be cheaper")
     p.add_argument("--out", metavar="REPORT.html", help="write a self-contained HTML report")
     p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into DIR")
     add_rule_options(p)

@@ -234,6 +234,8 @@ def render_html(result: Result, figs: list[Figure], args: argparse.Namespace) ->
             ["user", "group", f"passes in busiest {span}", "tokens saved"],
             [[s.user_id, s.group or "-", str(s.busiest), _n(s.saving)] for s in plan.to_lap],
         ))
+    if result.top is not None:
+        parts += _top_section(result, span, args.top)
     for f in figs:
         data = base64.b64encode(f.png).decode("ascii")
         parts.append(f"<h2>{html.escape(f.title)}</h2>")
@@ -241,6 +243,26 @@ def render_html(result: Result, figs: list[Figure], args: argparse.Namespace) ->
                      f"src='data:image/png;base64,{data}'>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _top_section(result: Result, span: str, n: int) -> list[str]:
+    """`--top N`: who consumed the most passes in the history's last pass lifetime."""
+    assert result.top is not None
+    plan = result.plan
+    start = max(plan.start, plan.end - plan.span)
+    rows = [[g, u.user_id, str(u.passes), _n(u.sessions_per_day), _n(u.hours),
+             "yes" if u.uap_cheaper else "no"]
+            for g, users in result.top.items() for u in users]
+    return [
+        f"<h2 id='top-users'>Most passes consumed in the last {span}</h2>",
+        f"<p>{html.escape(_day(start))} to {html.escape(_day(plan.end))}: per group, the "
+        f"{n} people who consumed the most login access passes. Sessions per day: "
+        "sessions started; hours of use: time with at least one session open. A user "
+        f"access pass (1 token) is cheaper for anyone above {plan.passes_per_token} passes "
+        f"per {span}.</p>",
+        _table(["group", "user", f"passes in the last {span}", "sessions per day",
+                "hours of use", "user access pass cheaper"], rows),
+    ]
 
 
 def write_html(result: Result, figs: list[Figure], args: argparse.Namespace,

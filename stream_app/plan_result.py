@@ -12,6 +12,7 @@ from fractions import Fraction
 
 from rules.planning import Plan, RunFigures, build_plan, returns_by_day, run_figures
 from rules.scenario import Scenario
+from rules.top_users import Activity, TopUser, top_users
 from schemas import from_micros
 from stream_app.plan_runs import Run, plain, run
 from stream_app.settings import rule_config
@@ -26,6 +27,8 @@ class Result:
     what_if_run: Run | None
     returns: dict[str, list[tuple[int, int]]]
     horizon: int
+    top: dict[str, tuple[TopUser, ...]] | None
+    """`--top N`: per group, who consumed the most passes in the last pass lifetime."""
 
 
 def make_plan(path: str, args: argparse.Namespace) -> Result:
@@ -33,8 +36,12 @@ def make_plan(path: str, args: argparse.Namespace) -> Result:
     config = rule_config(args)
     span = config.pass_lifetime // timedelta(microseconds=1)
     horizon = args.horizon // timedelta(microseconds=1)
+    activity = None
+    if args.top:
+        us = timedelta(microseconds=1)
+        activity = Activity(config.inactivity_timeout // us, config.dedupe_horizon // us, span)
     with plain(path) as history:
-        actual = run(history, Scenario.actual(), config)
+        actual = run(history, Scenario.actual(), config, activity)
         demand = run(history, Scenario.demand(), config)
         alt = run(history, Scenario.what_if(dict(args.tokens)), config) if args.tokens else None
     plan = build_plan(
@@ -50,7 +57,11 @@ def make_plan(path: str, args: argparse.Namespace) -> Result:
                    for g in plan.groups}
     returns = {name: returns_by_day(cal, actual.end, horizon)
                for name, cal in actual.returns_calendars().items()}
-    return Result(plan, actual, demand, what_if, alt, returns, horizon)
+    top = None
+    if activity is not None:
+        top = top_users(actual.usage, activity, actual.start, actual.end, span, args.top,
+                        config.passes_per_token)
+    return Result(plan, actual, demand, what_if, alt, returns, horizon, top)
 
 
 def passes(n: int) -> str:

@@ -15,20 +15,23 @@ from dataclasses import dataclass
 from rules import Config, Engine
 from rules.planning import Usage
 from rules.scenario import Scenario
+from rules.top_users import Activity
 from schemas import InputEvent, OutputEvent, to_micros
 from schemas.internal import GroupTokens
 from stream_app import replay
 
 
 class _ScenarioEngine(Engine):
-    """The engine, with a scenario's rewrite before each input and a usage after."""
+    """The engine, with a scenario's rewrite before each input and a usage after (and,
+    when asked, each user's sessions: `rules.top_users.Activity`)."""
 
-    __slots__ = ("first", "last", "scenario", "usage")
+    __slots__ = ("activity", "first", "last", "scenario", "usage")
 
-    def __init__(self, config: Config, scenario: Scenario) -> None:
+    def __init__(self, config: Config, scenario: Scenario, activity: Activity | None) -> None:
         super().__init__(config)
         self.scenario = scenario
         self.usage = Usage()
+        self.activity = activity
         self.first: int | None = None
         self.last: int | None = None
 
@@ -39,14 +42,22 @@ class _ScenarioEngine(Engine):
         if self.last is None or t > self.last:
             self.last = t
         n = len(out)
+        if self.activity is not None:
+            self.activity.observe_input(event)
         for step in self.scenario.rewrite(event):
             if isinstance(step, GroupTokens):
                 self.apply_grant(step, out)
             else:
                 super().apply(step, out)
+        self.observe(out[n:])
+
+    def observe(self, outputs: list[OutputEvent]) -> None:
         observe = self.usage.observe
-        for o in out[n:]:
+        for o in outputs:
             observe(o)
+        if self.activity is not None:
+            for o in outputs:
+                self.activity.observe_output(o)
 
     def apply_all(self, events: Iterable[tuple[int, InputEvent]], out: list[OutputEvent]) -> None:
         for _, event in events:  # every input through the rewrite above
@@ -62,6 +73,7 @@ class Run:
     end: int
     errors: list[tuple[int, str]]
     applied: int
+    activity: Activity | None
 
     def capacities(self) -> dict[str, int]:
         return {name: g.capacity for name, g in self.engine.summary().items()}
@@ -74,9 +86,11 @@ class EmptyHistory(ValueError):
     """The history holds no valid input event: there is nothing to plan from."""
 
 
-def run(path: str, scenario: Scenario, config: Config) -> Run:
-    """Replay `path` (plain JSON Lines) under `scenario`."""
-    engine = _ScenarioEngine(config, scenario)
+def run(path: str, scenario: Scenario, config: Config,
+        activity: Activity | None = None) -> Run:
+    """Replay `path` (plain JSON Lines) under `scenario`, following users' sessions
+    into `activity` if given."""
+    engine = _ScenarioEngine(config, scenario, activity)
     report = replay.replay(path, engine, lambda line: None)
     if engine.first is None or engine.last is None:
         raise EmptyHistory(f"{path}: no valid input event to plan from")
@@ -84,10 +98,9 @@ def run(path: str, scenario: Scenario, config: Config) -> Run:
     # so the pools' figures and return calendars are all as of one instant.
     out: list[OutputEvent] = []
     engine.advance(engine.last, out)
-    for o in out:
-        engine.usage.observe(o)
+    engine.observe(out)
     return Run(engine, scenario, engine.usage, engine.first, engine.last, report.errors,
-               report.applied)
+               report.applied, activity)
 
 
 @contextlib.contextmanager

@@ -73,6 +73,8 @@ def write_text(result: Result, args: argparse.Namespace, w: IO[str]) -> None:
             w.write(f"{g.group:<20} {a.tokens:>5} -> {b.tokens:<4} "
                     f"{a.exhausted:>5} -> {b.exhausted:<4} {a.min_headroom:>6} -> "
                     f"{b.min_headroom:<6}  {day(a.ran_dry_at)} -> {day(b.ran_dry_at)}\n")
+    if result.top is not None:
+        write_top(result, span, w)
     horizon = format_duration(timedelta(microseconds=result.horizon))
     w.write(f"\npasses returning in the next {horizon} after {when(plan.end)}:\n")
     for name, days in result.returns.items():
@@ -84,3 +86,21 @@ def write_text(result: Result, args: argparse.Namespace, w: IO[str]) -> None:
         w.write("\nwarning: the demand run was still denied passes in "
                 + ", ".join(plan.demand_capped) + "; their figures are a floor\n")
 
+
+
+def write_top(result: Result, span: str, w: IO[str]) -> None:
+    """`--top N`: who consumed the most passes in the history's last pass lifetime."""
+    assert result.top is not None
+    plan = result.plan
+    start = max(plan.start, plan.end - plan.span)
+    w.write(f"\nmost passes consumed in the last {span} ({when(start)} .. {when(plan.end)}), "
+            "per group:\n")
+    w.write(f"  {'group':<20} {'user':<24} {'passes':>6} {'sessions/day':>12} "
+            f"{'hours':>7}  UAP cheaper (> {plan.passes_per_token} passes/{span})\n")
+    for group, users in result.top.items():
+        for u in users:
+            w.write(f"  {group:<20} {u.user_id:<24} {u.passes:>6} "
+                    f"{num(u.sessions_per_day):>12} {num(u.hours):>7}  "
+                    f"{'yes' if u.uap_cheaper else 'no'}\n")
+    if not result.top:
+        w.write("  (no identified user consumed a pass)\n")

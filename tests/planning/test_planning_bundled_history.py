@@ -177,3 +177,55 @@ def test_returns_calendar_holds_every_pass_still_in_use(result: Result):
         assert sum(c for _, c in days) == result.actual.engine.pools[g.group].record.in_use
         assert days[0][0] <= result.plan.end < days[0][0] + timedelta(days=1) // timedelta(
             microseconds=1)
+
+
+@pytest.fixture(scope="module")
+def top_result() -> Result:
+    args = build_parser().parse_args(["plan", str(HISTORY), "--top", "5"])
+    return make_plan(args.file, args)
+
+
+def union_seconds(spans: list[tuple[int, int]], lo: int, hi: int) -> int:
+    """Length of the union of the spans within [lo, hi), one merge of sorted spans."""
+    merged: list[list[int]] = []
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in spans):
+        if b <= a:
+            continue
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return sum(b - a for a, b in merged)
+
+
+def test_top_users_are_the_generators_busiest_of_the_last_28_days(top_result: Result, truth):
+    """Point 4 (R12): per group, the 5 people with the most passes in the last 28 days of
+    the history, their sessions and hours, from the generator's own visits. Groups
+    whose pool never ran dry consumed exactly the planned passes; executives hold user
+    access passes and consume none."""
+    end = top_result.plan.end
+    since = end - SPAN
+    assert top_result.top is not None
+    assert "executives" not in top_result.top
+    for group in ("knowledge-workers", "managers", "analysts"):
+        passes_of: dict[str, list[int]] = defaultdict(list)
+        sessions_of: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for v in truth.visits:
+            if v.group != group:
+                continue
+            passes_of[v.user_id].extend(T0 + s * US for s in v.pass_instants())
+            for s in v.sessions:
+                close = s.end + (0 if s.logout else history_gen.TIMEOUT)
+                sessions_of[v.user_id].append((T0 + s.start * US, T0 + close * US))
+        counts = {u: sum(1 for t in ts if since < t <= end) for u, ts in passes_of.items()}
+        expected = sorted((-n, u) for u, n in counts.items() if n)[:5]
+        got = top_result.top[group]
+        assert [(u.user_id, u.passes) for u in got] == [(u, -n) for n, u in expected], group
+        for u in got:
+            spans = sessions_of[u.user_id]
+            assert u.sessions == sum(1 for a, _ in spans if since < a <= end), u
+            assert u.sessions_per_day == Fraction(u.sessions, 28)
+            assert u.hours == Fraction(union_seconds(spans, since, end), 3600 * US), u
+            assert u.uap_cheaper == (u.passes > 10), u
+    power = [u.user_id for u in top_result.top["analysts"]]
+    assert all(u.startswith("power-analyst-") for u in power)  # the UAP candidates

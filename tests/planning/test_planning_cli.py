@@ -26,7 +26,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     html, png = out / "report.html", out / "png"
     result = subprocess.run(
         [sys.executable, "-m", "stream_app", "plan", str(HISTORY), "--out", str(html),
-         "--png", str(png), "--tokens", "knowledge-workers=40"],
+         "--png", str(png), "--tokens", "knowledge-workers=40", "--top", "3"],
         capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -39,6 +39,25 @@ def test_plan_prints_the_seed_formula_per_group(report):
             in text)
     assert re.search(r"^knowledge-workers\s+50 -> 40\s+0 -> [1-9]", text, re.M)  # what-if
     assert "login access would be cheaper for 9 UAP holders" in text
+
+
+def test_plan_top_lists_who_consumed_the_most_passes_in_text_and_html(report):
+    """Point 4: `--top 3` prints, per group, the 3 people with the most passes in the
+    last 28 days, and the HTML report holds them as a table (R12: UAP cheaper above
+    10 passes)."""
+    html, _, text = report
+    rows = re.findall(r"^  (\S+)\s+(\S+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(yes|no)$", text,
+                      re.M)
+    groups = [r[0] for r in rows]
+    assert {g: groups.count(g) for g in groups} == {
+        "analysts": 3, "data-engineers": 3, "knowledge-workers": 3, "managers": 3}
+    assert all(r[5] == ("yes" if int(r[2]) > 10 else "no") for r in rows)
+    page = html.read_text()
+    table = page[page.index("id='top-users'"):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(rows)  # the head and one row per person
+    for r in rows:
+        assert f"<td>{r[1]}</td><td>{r[2]}</td>" in table
 
 
 def test_plan_writes_each_plot_as_png(report):
