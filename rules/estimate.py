@@ -30,7 +30,8 @@ def _exact(value: Decimal | int | str | Fraction) -> Fraction:
     return Fraction(Decimal(value))
 
 
-def _render(value: Fraction) -> str:
+def exact_text(value: Fraction) -> str:
+    """An exact figure as text: a decimal when it has one (`49.44`), else `p/q`."""
     den = value.denominator
     for p in (2, 5):
         while den % p == 0:
@@ -59,9 +60,9 @@ def estimate_tokens(
     tokens = -(-exact.numerator // exact.denominator)  # ceiling, exactly
     return Estimate(
         people=people,
-        passes_per_person=_render(passes),
-        buffer_percent=_render(buffer),
-        exact=_render(exact),
+        passes_per_person=exact_text(passes),
+        buffer_percent=exact_text(buffer),
+        exact=exact_text(exact),
         tokens=tokens,
         recommend_user_access=passes > passes_per_token,
         user_access_tokens=people,

@@ -81,6 +81,8 @@ def add_plan_command(sub: Any) -> None:
                    help="list, per group, the N people who consumed the most passes in "
                    "the last 28 days, with sessions per day, hours of use and whether a "
                    "user access pass would be cheaper")
+    p.add_argument("--json", action="store_true",
+                   help="print the plan as JSON (schemas/plan.py) instead of the text")
     p.add_argument("--out", metavar="REPORT.html", help="write a self-contained HTML report")
     p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into DIR")
     add_rule_options(p)
@@ -100,7 +102,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if group not in known:
             print(f"tokenpool plan: what-if group {group!r} has no events in the history",
                   file=sys.stderr)
-    write_text(result, args, sys.stdout)
+    if args.json:
+        from stream_app import plan_json
+
+        sys.stdout.buffer.write(plan_json.encode(result, args))
+        sys.stdout.flush()
+    else:
+        write_text(result, args, sys.stdout)
     if args.out or args.png:
         try:
             from stream_app import plan_report

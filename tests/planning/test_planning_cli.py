@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from schemas.plan import PlanDoc
 from stream_app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +125,23 @@ def test_estimate_from_history_gives_the_seed_formula_per_group(capsys):
     estimates = json.loads(capsys.readouterr().out)
     assert estimates["knowledge-workers"]["tokens"] == 50
     assert "executives" not in estimates  # UAP holders only: no login access to buy
+
+
+def test_plan_json_is_the_plan_document_with_the_same_figures(capsys):
+    """`plan --json` prints `schemas.plan.PlanDoc` (decoded strictly here), with the
+    figures the text gives: the seed formula (R12), the peak, UAP advice, --top."""
+    assert main(["plan", str(HISTORY), "--json", "--top", "2"]) == 0
+    doc = msgspec.json.decode(capsys.readouterr().out, type=PlanDoc)
+    groups = {g.group: g for g in doc.groups}
+    kw = groups["knowledge-workers"]
+    assert (kw.people, kw.formula.exact, kw.formula.tokens, kw.peak_demand) == (
+        103, "49.44", 50, 412)
+    assert groups["data-engineers"].actual.ran_dry_at is not None
+    assert len(doc.to_lap) == 9 and all(s.to == "login_access" for s in doc.to_lap)
+    assert kw.top is not None and [u.passes for u in kw.top] == [4, 4]
+    assert groups["executives"].top == []
+    assert doc.what_if_tokens is None and kw.what_if is None
+    assert sum(d.passes for d in kw.returns) == 412
 
 
 def test_r12_estimate_keeps_the_seed_formula(capsys):
