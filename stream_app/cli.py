@@ -4,28 +4,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 
 import msgspec
 
 from adapters.qlik.cli import add_ingest_commands, add_reconcile_command
 from rules import Engine, estimate_tokens
-from schemas import Timestamp, to_micros
+from schemas import to_micros
+from stream_app.config import add_broker_options
+from stream_app.export_cli import add_export_command, add_span_options
 from stream_app.load_cli import add_load_command
 from stream_app.plan_cli import add_plan_command, estimate_from_history
-from stream_app.settings import add_rule_options, rule_config
+from stream_app.settings import add_rule_options, parse_timestamp, rule_config
 from stream_app.topics_cli import add_topics_command
-
-_timestamp = msgspec.json.Decoder(Timestamp)
-
-
-def _parse_ts(text: str) -> datetime:
-    try:
-        return _timestamp.decode(msgspec.json.encode(text))
-    except msgspec.DecodeError:
-        raise argparse.ArgumentTypeError(
-            f"not an RFC 3339 timestamp with offset: {text!r} (e.g. 2026-11-01T09:00:00Z)"
-        ) from None
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -56,7 +46,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    if args.from_history:
+    if args.from_history is not None:
         return estimate_from_history(args)
     if args.people is None or args.passes is None:
         print("tokenpool estimate: give --people and --passes, or --from-history",
@@ -128,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "write outputs as JSON Lines and print a summary per group.",
     )
     p.add_argument("file", metavar="IN.jsonl", help="replay file")
-    p.add_argument("--until", type=_parse_ts, help="stop at this instant; timers due by it fire")
+    p.add_argument("--until", type=parse_timestamp,
+                   help="stop at this instant; timers due by it fire")
     p.add_argument("--out", metavar="OUT.jsonl", help="write outputs here (default: stdout)")
     p.add_argument("--state", metavar="STATE.json", help="write the final pool state here")
     p.add_argument("--checkpoint", metavar="FILE", help="save the whole engine state at the end")
@@ -176,15 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--people", type=int, help="people in the group")
     p.add_argument("--passes", help="login access passes per person per 28 days")
-    p.add_argument("--from-history", metavar="HISTORY.jsonl",
-                   help="people and passes per person of each group from a replay file")
+    p.add_argument("--from-history", nargs="?", const="", metavar="HISTORY.jsonl",
+                   help="people and passes per person of each group from a replay file, "
+                   "or with no file from the input topics on --broker")
     p.add_argument("--buffer", default="20", help="headroom in percent (default: 20)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    add_span_options(p)
+    add_broker_options(p)
     add_rule_options(p)
     p.set_defaults(func=_cmd_estimate)
     add_topics_command(sub)
     add_load_command(sub)
     add_plan_command(sub)
+    add_export_command(sub)
     add_ingest_commands(sub)
     add_reconcile_command(sub)
     return parser

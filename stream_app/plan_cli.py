@@ -16,11 +16,14 @@ import msgspec
 
 from rules.planning import build_plan
 from rules.scenario import Scenario
-from stream_app.durations import parse_duration
-from stream_app.plan_result import make_plan, num
-from stream_app.plan_runs import EmptyHistory, plain, run
+from stream_app.config import add_broker_options
+from stream_app.durations import format_duration, parse_duration
+from stream_app.export_cli import SPAN_HELP, add_span_options
+from stream_app.plan_result import num
+from stream_app.plan_runs import plain, run
+from stream_app.plan_source import FAILURES, history, plan_from
 from stream_app.plan_text import write_text
-from stream_app.settings import add_rule_options, rule_config
+from stream_app.settings import add_option, add_rule_options, rule_config
 
 
 def _group_tokens(text: str) -> tuple[str, int]:
@@ -61,13 +64,16 @@ def add_plan_command(sub: Any) -> None:
     p = sub.add_parser(
         "plan",
         help="how many tokens to buy, per group, from a history (report with plots)",
-        description="Replay a history (JSON Lines, or .jsonl.gz) as it happened and with "
-        "every pool unlimited, and report per group: peak passes in use, passes per "
-        "person per 28 days, tokens by the seed's formula and by the peak plus buffer, "
-        "denials and when the pool ran dry; users for whom a user access pass or login "
-        "access would be cheaper; and the passes returning next.",
+        description="Replay a history as it happened and with every pool unlimited, and "
+        "report per group: peak passes in use, passes per person per 28 days, tokens by "
+        "the seed's formula and by the peak plus buffer, denials and when the pool ran "
+        "dry; users for whom a user access pass or login access would be cheaper; and the "
+        "passes returning next. The history is a replay file (JSON Lines, or .jsonl.gz), "
+        "or without one the broker's input topics (see tokenpool export). " + SPAN_HELP,
     )
-    p.add_argument("file", metavar="HISTORY.jsonl", help="replay file (.gz is read too)")
+    p.add_argument("file", nargs="?", metavar="HISTORY.jsonl",
+                   help="replay file (.gz is read too); without it, the input topics on "
+                   "--broker")
     p.add_argument("--buffer", type=_buffer, default=Fraction(20),
                    help="headroom in percent on top of usage (default: 20)")
     p.add_argument("--horizon", type=parse_duration, default=timedelta(days=28),
@@ -85,23 +91,25 @@ def add_plan_command(sub: Any) -> None:
                    help="print the plan as JSON (schemas/plan.py) instead of the text")
     p.add_argument("--out", metavar="REPORT.html", help="write a self-contained HTML report")
     p.add_argument("--png", metavar="DIR", help="write the plots as PNG files into DIR")
+    add_option(p, "--every", None, "read the broker again every PERIOD (e.g. 24h) and "
+               "replace --out with a new report each time, until SIGTERM or SIGINT",
+               parse_duration, format_duration, metavar="PERIOD")
+    add_span_options(p)
+    add_broker_options(p)
     add_rule_options(p)
     p.set_defaults(func=cmd_plan)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.every is not None:
+        from stream_app.plan_schedule import run_every
+
+        return run_every(args)
     try:
-        result = make_plan(args.file, args)
-    except (OSError, EOFError, EmptyHistory) as exc:
+        result = plan_from(args)
+    except FAILURES as exc:
         print(f"tokenpool plan: {exc}", file=sys.stderr)
         return 2
-    for number, reason in result.actual.errors:
-        print(f"{args.file}:{number}: skipped: {reason}", file=sys.stderr)
-    known = {g.group for g in result.plan.groups}
-    for group, _ in args.tokens or ():
-        if group not in known:
-            print(f"tokenpool plan: what-if group {group!r} has no events in the history",
-                  file=sys.stderr)
     if args.json:
         from stream_app import plan_json
 
@@ -136,9 +144,9 @@ def estimate_from_history(args: argparse.Namespace) -> int:
     try:
         buffer = _buffer(str(args.buffer))
         config = rule_config(args)
-        with plain(args.from_history) as history:
-            demand = run(history, Scenario.demand(), config)
-    except (OSError, EOFError, EmptyHistory, argparse.ArgumentTypeError) as exc:
+        with history(args.from_history, args, "estimate") as path, plain(path) as replay:
+            demand = run(replay, Scenario.demand(), config)
+    except (*FAILURES, argparse.ArgumentTypeError) as exc:
         print(f"tokenpool estimate: {exc}", file=sys.stderr)
         return 2
     span = config.pass_lifetime // timedelta(microseconds=1)

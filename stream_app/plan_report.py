@@ -23,6 +23,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 from schemas import from_micros
+from stream_app.atomic import replaced
 from stream_app.durations import format_duration
 from stream_app.plan_result import Result, num
 
@@ -267,5 +268,8 @@ def _top_section(result: Result, span: str, n: int) -> list[str]:
 
 def write_html(result: Result, figs: list[Figure], args: argparse.Namespace,
                path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(render_html(result, figs, args))
+    """The page at `path`, replaced whole (`stream_app.atomic`): a reader of the
+    previous report never sees part of the next."""
+    page = render_html(result, figs, args).encode("utf-8")
+    with replaced(path) as f:
+        f.write(page)

@@ -7,9 +7,13 @@ shows the value in force.
 import argparse
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from rules.config import Config
+from schemas import Timestamp
 from stream_app.durations import format_duration, parse_duration
 
 
@@ -62,3 +66,16 @@ def rule_config(args: argparse.Namespace) -> Config:
         max_clock_skew=args.max_clock_skew,
         max_devices=args.max_devices,
     )
+
+
+_timestamp = msgspec.json.Decoder(Timestamp)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 timestamp with its offset, as on the wire."""
+    try:
+        return _timestamp.decode(msgspec.json.encode(text))
+    except msgspec.DecodeError:
+        raise argparse.ArgumentTypeError(
+            f"not an RFC 3339 timestamp with offset: {text!r} (e.g. 2026-11-01T09:00:00Z)"
+        ) from None
