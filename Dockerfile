@@ -1,9 +1,9 @@
-# The tokenpool worker (and its other commands: topics, load, replay, ...).
+# The tokenpool worker (and its other commands: topics, load, plan, replay, ...).
 # docker build -t tokenpool . && docker run tokenpool --help
 FROM python:3.11-slim
 
 RUN useradd --system --create-home --home-dir /home/tokenpool tokenpool \
-    && mkdir -p /data && chown tokenpool /data
+    && mkdir -p /data /reports && chown tokenpool /data /reports
 
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
@@ -12,10 +12,11 @@ COPY schemas schemas
 COPY stream_app stream_app
 COPY adapters adapters
 # The engine's per-event modules compiled with mypyc (setup.py): the compiler is
-# only needed while installing.
+# only needed while installing. RocksDB for the worker's state, matplotlib for the
+# plots of the scheduled report (`tokenpool plan --every`).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && TOKENPOOL_COMPILE=1 pip install --no-cache-dir '.[rocksdb]' \
+    && TOKENPOOL_COMPILE=1 pip install --no-cache-dir '.[rocksdb,plan]' \
     && apt-get purge -y --auto-remove gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 

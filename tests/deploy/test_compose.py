@@ -5,6 +5,7 @@ import argparse
 import json
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def services(compose: dict) -> dict:
 
 def test_the_stack_has_every_service(compose):
     assert set(services(compose)) == {
-        "kafka", "topics", "worker", "prometheus", "alertmanager", "grafana", "load"
+        "kafka", "topics", "worker", "report", "prometheus", "alertmanager", "grafana", "load"
     }
 
 
@@ -62,7 +63,7 @@ def test_tokenpool_commands_and_env_are_ones_the_cli_accepts(compose):
         for opt in action.option_strings
         if opt.startswith("--")
     }
-    for name in ("topics", "worker", "load"):
+    for name in ("topics", "worker", "report", "load"):
         svc = services(compose)[name]
         args = svc["command"]
         parsed = parser.parse_args(args)  # exits (fails the test) on an unknown flag
@@ -98,11 +99,29 @@ def test_order_of_start_health_and_restart(compose):
     assert svc["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert svc["worker"]["depends_on"]["topics"]["condition"] == (
         "service_completed_successfully")
+    assert svc["report"]["depends_on"]["topics"]["condition"] == (
+        "service_completed_successfully")
     assert svc["topics"]["restart"] == "no"
-    for name in ("kafka", "worker", "prometheus", "alertmanager", "grafana"):
+    for name in ("kafka", "worker", "report", "prometheus", "alertmanager", "grafana"):
         assert "healthcheck" in svc[name], name
         assert svc[name]["restart"] == "unless-stopped", name
     assert svc["load"]["profiles"] == ["load"]
+
+
+def test_report_service_rewrites_the_plan_on_a_volume_every_day(compose):
+    """Point 5: `tokenpool plan --every 24h` from the topics (no history file), the
+    report on a volume the image's user may write, and a health check on its age."""
+    report = services(compose)["report"]
+    args = build_parser().parse_args(report["command"])
+    assert args.command == "plan" and args.file is None  # the broker's topics
+    assert args.every == timedelta(hours=24)
+    folder = args.out.rsplit("/", 1)[0]
+    assert f"reports:{folder}" in report["volumes"]
+    assert args.out in " ".join(report["healthcheck"]["test"])
+    assert report["image"] == services(compose)["worker"]["image"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(rf"mkdir -p [^\n]*{folder}\b[^\n]*&& chown tokenpool [^\n]*{folder}",
+                     dockerfile)
 
 
 def test_every_mounted_file_exists(compose):
@@ -129,7 +148,8 @@ def test_dockerfile_installs_the_package_and_runs_the_worker():
     assert healthcheck and "/health" in healthcheck.group(1)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'tokenpool = "stream_app.cli:main"' in pyproject
-    assert "pip install --no-cache-dir '.[rocksdb]'" in text and "rocksdb = [" in pyproject
+    assert "pip install --no-cache-dir '.[rocksdb,plan]'" in text
+    assert "rocksdb = [" in pyproject and "plan = [" in pyproject
 
 
 def test_grafana_provisions_the_datasource_and_the_dashboard(compose):
