@@ -176,3 +176,17 @@ def test_plan_refuses_a_malformed_what_if(capsys):
     with pytest.raises(SystemExit):
         main(["plan", str(SEED), "--tokens", "analysts"])
     assert "GROUP=TOKENS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [(["--since", "90d"], "--since, --from and --until read the broker: give no file"),
+     (["--every", "1h", "--out", "r.html"], "--every reads the broker's topics"),
+     (["--every", "1h"], None)],
+)
+def test_plan_refuses_what_a_history_file_cannot_do(tmp_path, capsys, flags, reason):
+    """A span and --every read the broker's topics (points 3 and 5); --every needs --out."""
+    args = ["plan", *flags] if reason is None else ["plan", str(SEED), *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (reason or "--every needs --out REPORT.html") in err
