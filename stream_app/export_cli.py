@@ -2,17 +2,21 @@
 file (`stream_app.topic_history` reads it), and the span flags that `plan` shares."""
 
 import argparse
+import asyncio
+import gzip
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 from schemas import to_micros
-from stream_app.config import add_broker_options, from_args
+from stream_app.atomic import replaced
+from stream_app.config import StreamConfig, add_broker_options, from_args
 from stream_app.durations import parse_duration
 from stream_app.settings import parse_timestamp
-from stream_app.topic_history import RECORD_TIME_MARGIN, Span
+from stream_app.topic_history import RECORD_TIME_MARGIN, ReadReport, Span, read_history
 
 log = logging.getLogger("tokenpool.export")
 
@@ -66,8 +70,22 @@ def add_export_command(subparsers: "argparse._SubParsersAction[Any]") -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def export(config: StreamConfig, span: Span, path: str, *, progress: IO[str] | None = None,
+           stop: Callable[[], bool] | None = None) -> ReadReport:
+    """The history written to `path` (gzip when the name ends in `.gz`), whole or not at
+    all: a failed or interrupted read leaves `path` as it was."""
+    with replaced(path) as raw:
+        if not path.endswith(".gz"):
+            return asyncio.run(read_history(config, span, raw.write, progress=progress,
+                                            stop=stop))
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                           compresslevel=6) as gz:
+            return asyncio.run(read_history(config, span, gz.write, progress=progress,
+                                            stop=stop))
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
-    from stream_app.topic_history import HistoryError, describe, export
+    from stream_app.topic_history import HistoryError, describe
 
     config = from_args(args)
     span = span_of(args)

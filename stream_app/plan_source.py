@@ -2,15 +2,25 @@
 file, or the broker's input topics read into a temporary one (`topic_history`)."""
 
 import argparse
+import asyncio
 import contextlib
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from typing import IO
 
-from stream_app.config import from_args
+from stream_app.config import StreamConfig, from_args
 from stream_app.export_cli import span_of
 from stream_app.plan_result import Result, make_plan
 from stream_app.plan_runs import EmptyHistory
-from stream_app.topic_history import HistoryError, Span, describe, history_file
+from stream_app.topic_history import (
+    HistoryError,
+    ReadReport,
+    Span,
+    describe,
+    read_history,
+)
 
 
 @contextlib.contextmanager
@@ -31,6 +41,21 @@ def history(file: str | None, args: argparse.Namespace, command: str,
         if not report.events:
             raise EmptyHistory(f"no input event to plan from in the topics on {config.broker}")
         yield path
+
+
+@contextlib.contextmanager
+def history_file(config: StreamConfig, span: Span, *, progress: IO[str] | None = None,
+                 stop: Callable[[], bool] | None = None) -> Iterator[tuple[str, ReadReport]]:
+    """The history in a temporary replay file (removed afterwards), for the commands
+    that replay it: `plan` and `estimate --from-history` without a file."""
+    fd, tmp = tempfile.mkstemp(suffix=".jsonl", prefix="tokenpool-history-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            report = asyncio.run(read_history(config, span, f.write, progress=progress,
+                                              stop=stop))
+        yield tmp, report
+    finally:
+        os.unlink(tmp)
 
 
 class PlanError(ValueError):

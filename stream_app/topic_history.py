@@ -35,14 +35,10 @@ and offset.
 """
 
 import asyncio
-import contextlib
-import gzip
 import logging
-import os
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any
@@ -53,7 +49,6 @@ from rules import BatchMerge
 from schemas import INPUT_TOPICS, Topic, input_decoder, to_micros
 from schemas.replay import AllocationLine, EndLine, HeartbeatLine, StartLine
 from schemas.timestamps import from_micros
-from stream_app.atomic import replaced
 from stream_app.config import StreamConfig
 
 log = logging.getLogger("tokenpool.history")
@@ -75,6 +70,9 @@ _LINES: dict[str, Any] = {
     Topic.SESSION_HEARTBEAT: HeartbeatLine,
     Topic.SESSION_END: EndLine,
 }
+_LINE_TYPES = [_LINES[t] for t in INPUT_TOPICS]
+"""The replay line type of each topic rank (INPUT_TOPICS' order)."""
+_DECODERS = [input_decoder(t) for t in INPUT_TOPICS]
 _encode = msgspec.json.Encoder().encode
 
 
@@ -212,101 +210,122 @@ class _Reader:
     async def _read(self, consumer: Any, tps: list[Any]) -> None:
         self.report.partitions = len(tps)
         consumer.assign(tps)
-        ends = dict(await consumer.end_offsets(tps))
-        starts = await self._starts(consumer, tps, ends)
+        self.ends = dict(await consumer.end_offsets(tps))
+        self.starts = await self._starts(consumer, tps, self.ends)
         for tp in tps:
-            consumer.seek(tp, starts[tp])
-        source = {tp: i for i, tp in enumerate(tps)}
-        rank = {name: r for r, name in enumerate(self.physical)}
-        decoders = [input_decoder(t) for t in INPUT_TOPICS]
-        lines = [_LINES[t] for t in INPUT_TOPICS]
-        merge: BatchMerge[tuple[int, bytes]] = BatchMerge(len(tps))
-        waiting = [0] * len(tps)
-        pending = set(tps)
-        unconfirmed = set(tps)
-        paused: set[Any] = set()
-        bar = self._bar(sum(max(0, ends[tp] - starts[tp]) for tp in tps))
-        done_records = dict(starts)
+            consumer.seek(tp, self.starts[tp])
+        self.tps = tps
+        self.source = {tp: i for i, tp in enumerate(tps)}
+        self.merge: BatchMerge[tuple[int, bytes]] = BatchMerge(len(tps))
+        self.waiting = [0] * len(tps)
+        """Records of each partition held in the merge."""
+        self.pending = set(tps)
+        """Partitions not read to their end yet."""
+        self.unconfirmed = set(tps)
+        """Partitions no fetch has reported the end of yet."""
+        self.paused: set[Any] = set()
+        self.read_to = dict(self.starts)
+        self.bar = self._bar(sum(max(0, self.ends[tp] - self.starts[tp]) for tp in tps))
         last_progress = time.monotonic()
-        since, until = self.span.since, self.span.until
-        report = self.report
-        while pending:
+        while self.pending:
             if self.stop is not None and self.stop():
                 raise Interrupted
             batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=MAX_RECORDS)
-            moved = bool(batch)
-            for tp in list(unconfirmed):  # the end a fetch reported (see the docstring)
-                fetched = consumer.last_stable_offset(tp)
-                if fetched is None or fetched < 0:
-                    fetched = consumer.highwater(tp)
-                if fetched is not None:
-                    ends[tp] = max(ends[tp], fetched)
-                    unconfirmed.discard(tp)
-                    moved = True
-                    if bar is not None:
-                        bar.total = sum(max(0, ends[p] - starts[p]) for p in tps)
-                        bar.refresh()
-            entries: list[tuple[int, int, tuple[int, bytes]]] = []
+            moved = self._confirm_ends(consumer) or bool(batch)
             for tp, records in batch.items():
-                i, end, r = source[tp], ends[tp], rank[tp.topic]
-                decode, line = decoders[r].decode, lines[r]
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    report.records += 1
-                    try:
-                        if record.value is None:
-                            raise msgspec.DecodeError("no value (a tombstone)")
-                        event = decode(record.value)
-                    except msgspec.DecodeError as exc:
-                        reason = "empty" if record.value is None else _reason(exc)
-                        self._bad(tp, record.offset, reason, str(exc))
-                        continue
-                    ts = to_micros(event.ts)
-                    if since is not None and ts < since and r:
-                        report.before += 1
-                    elif until is not None and ts > until:
-                        report.after += 1
-                    else:
-                        entries.append((i, ts, (i, _encode(line(event)))))
-                        waiting[i] += 1
-                        report.by_topic[tp.topic] += 1
-                        if report.first is None or ts < report.first:
-                            report.first = ts
-                        if report.last is None or ts > report.last:
-                            report.last = ts
-            merge.extend(entries)
-            for tp in list(pending - unconfirmed):
-                position = await consumer.position(tp)
-                if bar is not None and position > done_records[tp]:
-                    bar.update(min(position, ends[tp]) - done_records[tp])
-                    done_records[tp] = min(position, ends[tp])
-                if position >= ends[tp]:
-                    pending.discard(tp)
-                    paused.discard(tp)
-                    consumer.pause(tp)
-                    merge.close(source[tp])
-            self._write(merge.ready() if pending else merge.flush(), waiting)
-            for tp in tps:  # bounded memory: a partition far ahead waits for the others
-                if tp in pending and tp not in paused and waiting[source[tp]] > HOLD:
-                    consumer.pause(tp)
-                    paused.add(tp)
-                elif tp in paused and tp in pending and waiting[source[tp]] <= HOLD // 2:
-                    consumer.resume(tp)
-                    paused.discard(tp)
+                self._take(tp, records)
+            await self._finish_partitions(consumer)
+            self._write(self.merge.ready() if self.pending else self.merge.flush())
+            self._balance(consumer)
             now = time.monotonic()
             if moved:
                 last_progress = now
             elif now - last_progress > self.stall:
                 raise HistoryError(f"no record from {self.config.broker} for {self.stall:g}s "
-                                   f"({len(pending)} partitions not read to their end)")
-        self._write(merge.flush(), waiting)
-        if bar is not None:
-            bar.close()
+                                   f"({len(self.pending)} partitions not read to their end)")
+        self._write(self.merge.flush())
+        if self.bar is not None:
+            self.bar.close()
 
-    def _write(self, released: list[tuple[int, bytes]], waiting: list[int]) -> None:
+    def _confirm_ends(self, consumer: Any) -> bool:
+        """Take the end the first fetch of a partition reported, where it is past the
+        one ListOffsets gave (see the module docstring). True if any was confirmed."""
+        confirmed = False
+        for tp in list(self.unconfirmed):
+            fetched = consumer.last_stable_offset(tp)
+            if fetched is None or fetched < 0:
+                fetched = consumer.highwater(tp)
+            if fetched is not None:
+                self.ends[tp] = max(self.ends[tp], fetched)
+                self.unconfirmed.discard(tp)
+                confirmed = True
+        if confirmed and self.bar is not None:
+            self.bar.total = sum(max(0, self.ends[p] - self.starts[p]) for p in self.tps)
+            self.bar.refresh()
+        return confirmed
+
+    def _take(self, tp: Any, records: list[Any]) -> None:
+        """A partition's fetched records into the merge: decoded, checked, in the span."""
+        i, end, rank = self.source[tp], self.ends[tp], self.physical.index(tp.topic)
+        decode, line = _DECODERS[rank].decode, _LINE_TYPES[rank]
+        since, until = self.span.since, self.span.until
+        report = self.report
+        entries: list[tuple[int, int, tuple[int, bytes]]] = []
+        for record in records:
+            if record.offset >= end:
+                break
+            report.records += 1
+            try:
+                if record.value is None:
+                    raise msgspec.DecodeError("no value (a tombstone)")
+                event = decode(record.value)
+            except msgspec.DecodeError as exc:
+                reason = "empty" if record.value is None else _reason(exc)
+                self._bad(tp, record.offset, reason, str(exc))
+                continue
+            ts = to_micros(event.ts)
+            if since is not None and ts < since and rank:  # allocations: all (docstring)
+                report.before += 1
+            elif until is not None and ts > until:
+                report.after += 1
+            else:
+                entries.append((i, ts, (i, _encode(line(event)))))
+                if report.first is None or ts < report.first:
+                    report.first = ts
+                if report.last is None or ts > report.last:
+                    report.last = ts
+        self.waiting[i] += len(entries)
+        report.by_topic[tp.topic] += len(entries)
+        self.merge.extend(entries)
+
+    async def _finish_partitions(self, consumer: Any) -> None:
+        """Close the partitions read to their end: the merge no longer waits for them."""
+        for tp in list(self.pending - self.unconfirmed):
+            position = min(await consumer.position(tp), self.ends[tp])
+            if self.bar is not None and position > self.read_to[tp]:
+                self.bar.update(position - self.read_to[tp])
+            self.read_to[tp] = max(self.read_to[tp], position)
+            if position >= self.ends[tp]:
+                self.pending.discard(tp)
+                self.paused.discard(tp)
+                consumer.pause(tp)
+                self.merge.close(self.source[tp])
+
+    def _balance(self, consumer: Any) -> None:
+        """Bounded memory: a partition far ahead in event time waits for the others."""
+        for tp in self.pending:
+            waiting = self.waiting[self.source[tp]]
+            if tp not in self.paused and waiting > HOLD:
+                consumer.pause(tp)
+                self.paused.add(tp)
+            elif tp in self.paused and waiting <= HOLD // 2:
+                consumer.resume(tp)
+                self.paused.discard(tp)
+
+    def _write(self, released: list[tuple[int, bytes]]) -> None:
         if not released:
             return
+        waiting = self.waiting
         for i, _ in released:
             waiting[i] -= 1
         report = self.report
@@ -345,35 +364,6 @@ async def read_history(
     when it is a terminal. Raises HistoryError when the topics cannot be read, and
     Interrupted once `stop()` is true."""
     return await _Reader(config, span, emit, progress, stop, stall).run()
-
-
-def export(config: StreamConfig, span: Span, path: str, *, progress: IO[str] | None = None,
-           stop: Callable[[], bool] | None = None) -> ReadReport:
-    """The history written to `path` (gzip when the name ends in `.gz`), whole or not at
-    all: a failed or interrupted read leaves `path` as it was."""
-    with replaced(path) as raw:
-        if not path.endswith(".gz"):
-            return asyncio.run(read_history(config, span, raw.write, progress=progress,
-                                            stop=stop))
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                           compresslevel=6) as gz:
-            return asyncio.run(read_history(config, span, gz.write, progress=progress,
-                                            stop=stop))
-
-
-@contextlib.contextmanager
-def history_file(config: StreamConfig, span: Span, *, progress: IO[str] | None = None,
-                 stop: Callable[[], bool] | None = None) -> Iterator[tuple[str, ReadReport]]:
-    """The history in a temporary replay file (removed afterwards), for the commands
-    that replay it: `plan` and `estimate --from-history` without a file."""
-    fd, tmp = tempfile.mkstemp(suffix=".jsonl", prefix="tokenpool-history-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            report = asyncio.run(read_history(config, span, f.write, progress=progress,
-                                              stop=stop))
-        yield tmp, report
-    finally:
-        os.unlink(tmp)
 
 
 def describe(report: ReadReport, config: StreamConfig) -> list[str]:

@@ -135,3 +135,26 @@ def test_point3_missing_topics_are_named_and_no_file_is_left(broker, tmp_path, c
     assert main(["plan", *flags(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tokenpool plan: no topic ") and config.topics.session_start in err
+
+
+def test_point2_partitions_far_ahead_wait_and_the_export_is_the_same(
+        bundled, tmp_path, monkeypatch):
+    """Bounded memory: with at most 100 records of a partition held in the merge, the
+    partitions ahead in event time are paused until the others catch up; the export is
+    byte for byte the one read with no such bound."""
+    from stream_app import topic_history
+
+    free, held = tmp_path / "free.jsonl", tmp_path / "held.jsonl"
+    assert main(["export", *bundled, "--out", str(free)]) == 0
+    paused = []
+    monkeypatch.setattr(topic_history, "HOLD", 100)
+    original = topic_history._Reader._balance
+
+    def balance(self, consumer):
+        original(self, consumer)
+        paused.append(len(self.paused))
+
+    monkeypatch.setattr(topic_history._Reader, "_balance", balance)
+    assert main(["export", *bundled, "--out", str(held)]) == 0
+    assert max(paused) > 0
+    assert held.read_bytes() == free.read_bytes()
