@@ -31,22 +31,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from stream_app import apache_kafka
-from stream_app.broker import EmbeddedBroker, client_kwargs
+from stream_app.broker import EmbeddedBroker
 from stream_app.config import StreamConfig, TopicNames
+from stream_app.history_producer import event_time, send_history
 from stream_app.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
 from stream_app.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 RETENTION_DAYS = 400
-
-
-class _Key(msgspec.Struct):
-    ts: str
-    group: str | None = None
-    user_id: str | None = None
 
 
 def config_on(bootstrap: str) -> StreamConfig:
@@ -55,34 +48,6 @@ def config_on(bootstrap: str) -> StreamConfig:
     topics = TopicNames(**{f: f"bench-{tag}-{getattr(default, f)}"
                            for f in TopicNames.__struct_fields__})
     return StreamConfig(broker=bootstrap, app_id=f"bench-{tag}", topics=topics)
-
-
-async def produce(config: StreamConfig, lines: list[bytes]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    from schemas import ReplayRecord, to_micros
-    from schemas.timestamps import Timestamp
-
-    record = msgspec.json.Decoder(ReplayRecord)
-    key = msgspec.json.Decoder(_Key)
-    stamp = msgspec.json.Decoder(Timestamp)
-    producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=20,
-                                max_batch_size=512 << 10, acks="all")
-    await producer.start()
-    try:
-        sent = []
-        for line in lines:
-            r = record.decode(line)
-            value = bytes(r.value)
-            k = key.decode(value)
-            ms = to_micros(stamp.decode(msgspec.json.encode(k.ts))) // 1000
-            sent.append(await producer.send(
-                getattr(config.topics, r.topic.replace("-", "_")), value,
-                key=(k.group or k.user_id or "").encode(), timestamp_ms=ms))
-        for future in sent:
-            await future
-    finally:
-        await producer.stop()
 
 
 def topic_flags(config: StreamConfig) -> list[str]:
@@ -123,7 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             config = config_on(broker.bootstrap)
             asyncio.run(create_topics(config))
             began = time.perf_counter()
-            asyncio.run(produce(config, lines))
+            asyncio.run(send_history(config, lines, event_time))
             produced = time.perf_counter() - began
             time.sleep(2)  # let the broker flush its segments' sizes
             disk = log_bytes(data, config) if data is not None else None

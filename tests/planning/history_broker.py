@@ -1,6 +1,6 @@
-"""A replay file's records produced to a broker's input topics, fast: one producer,
-batched, each record keyed by its group (Kafka's partitioner), as the worker's
-producers key them; and the topics those records go to."""
+"""The broker side of the planning tests: fresh input topics, and a replay file's
+records produced to them (`stream_app.history_producer`: one batching producer,
+keyed by group) or bad records as given."""
 
 import asyncio
 import gzip
@@ -11,22 +11,13 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from schemas import ReplayRecord
 from stream_app.broker import client_kwargs
 from stream_app.config import StreamConfig, TopicNames
+from stream_app.history_producer import send_history
 from stream_app.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY = ROOT / "examples" / "history-90d.jsonl.gz"
-
-
-class _Key(msgspec.Struct):
-    group: str | None = None
-    user_id: str | None = None
-
-
-_record = msgspec.json.Decoder(ReplayRecord)
-_key = msgspec.json.Decoder(_Key)
 
 
 def topic_of(config: StreamConfig, logical: str) -> str:
@@ -40,34 +31,13 @@ def lines_of(path: Path) -> list[bytes]:
     return [line for line in data.splitlines() if line.strip()]
 
 
-async def _produce(config: StreamConfig, lines: Iterable[bytes],
-                   stamp: Callable[[dict], int | None] | None) -> int:
-    producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=20,
-                                max_batch_size=512 << 10, acks="all")
-    await producer.start()
-    try:
-        sent = []
-        for line in lines:
-            record = _record.decode(line)
-            value = bytes(record.value)
-            key = _key.decode(value)
-            sent.append(await producer.send(
-                topic_of(config, record.topic), value,
-                key=(key.group or key.user_id or "").encode(),
-                timestamp_ms=None if stamp is None else stamp(msgspec.json.decode(value))))
-        for future in sent:
-            await future
-        return len(sent)
-    finally:
-        await producer.stop()
-
-
 def produce_lines(config: StreamConfig, lines: Iterable[bytes],
                   stamp: Callable[[dict], int | None] | None = None) -> int:
     """Produce replay-file lines to their topics, in order; `stamp(value)` gives a
     record's Kafka timestamp in ms (None: the producer's clock, as a live producer
     stamps)."""
-    return asyncio.run(_produce(config, lines, stamp))
+    by_value = None if stamp is None else (lambda raw: stamp(msgspec.json.decode(raw)))
+    return asyncio.run(send_history(config, lines, by_value))
 
 
 async def _raw(config: StreamConfig, records: list[tuple[str, bytes | None]]) -> None:
