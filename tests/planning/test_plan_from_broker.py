@@ -60,6 +60,17 @@ def test_point3_plan_from_the_topics_prints_what_plan_of_the_file_prints(bundled
         assert "31917 events" in captured.err
 
 
+def test_point3_plan_from_the_topics_draws_the_files_report(bundled, tmp_path, capsys):
+    """The same plots and HTML page, byte for byte (what-if and --top included)."""
+    extra = ["--top", "3", "--tokens", "data-engineers=80"]
+    from_file, from_topics = tmp_path / "file.html", tmp_path / "topics.html"
+    assert main(["plan", str(HISTORY), *extra, "--out", str(from_file)]) == 0
+    assert main(["plan", *bundled, *extra, "--out", str(from_topics)]) == 0
+    capsys.readouterr()
+    assert from_topics.read_bytes() == from_file.read_bytes()
+    assert from_file.read_bytes().count(b"data:image/png;base64,") == 3
+
+
 def test_point3_estimate_from_the_topics_gives_the_files_estimate(bundled, capsys):
     for extra in ([], ["--json"]):
         assert main(["estimate", "--from-history", str(HISTORY), *extra]) == 0
