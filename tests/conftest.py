@@ -1,9 +1,15 @@
-"""The broker under test, chosen once for the run, and what follows from it.
+"""The broker under test, chosen once for the run, and the fixtures that start it.
 
 `TOKENPOOL_TEST_BROKER` chooses it: `tansu` (the default: the embedded broker of the
 demo, in memory, starts in milliseconds), `kafka` (Apache Kafka 4.4, one KRaft node) or
 `kafka-3.9` (the 3.9 line). `./run test` runs the suite on Tansu and every broker test
-again on each Kafka line (`tests/stream/conftest.py` starts the broker).
+again on each Kafka line.
+
+One broker serves the whole session, whichever folders its tests are in. Tests stay
+independent through names: each `stream_config()` call gets its own app id (so its own
+consumer group and internal topics) and its own topic names, so leftover records never
+leak between tests. The helpers beside the stream tests (`kafka_helpers`,
+`stream_harness`, `worker_process`) are importable from every test folder.
 
 Markers (pyproject.toml):
 - `broker`: the test uses the broker under test (given to every test that asks for it).
@@ -12,8 +18,23 @@ Markers (pyproject.toml):
   rules); runs with Kafka.
 """
 
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
 import pytest
-from tests_brokers import broker_under_test
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "stream"))
+
+from kafka_helpers import StreamConfigFactory
+from tests_brokers import BrokerUnderTest, broker_under_test
+
+from stream_app import apache_kafka
+from stream_app.broker import EmbeddedBroker, free_port
+from stream_app.config import StreamConfig, TopicNames
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -32,3 +53,62 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def broker_kind() -> BrokerUnderTest:
+    return broker_under_test()
+
+
+@pytest.fixture(scope="session")
+def broker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The broker's output (Tansu's log, or the folder of Kafka's node logs), kept for
+    the failure report."""
+    return tmp_path_factory.mktemp("broker") / "broker.log"
+
+
+@pytest.fixture(scope="session")
+def broker(broker_log: Path) -> Iterator[str]:
+    """Bootstrap address of the session's broker (`HOST:PORT`)."""
+    under_test = broker_under_test()
+    if under_test.kind == "tansu":
+        embedded = EmbeddedBroker(log_path=broker_log)
+        embedded.start()
+        try:
+            yield embedded.bootstrap
+        finally:
+            embedded.stop()
+        return
+    cluster = apache_kafka.KafkaCluster(1, under_test.version, home=broker_log.parent / "kafka")
+    cluster.start()
+    try:
+        yield cluster.bootstrap
+    finally:
+        cluster.stop()
+
+
+def unique_topics(prefix: str) -> TopicNames:
+    defaults = TopicNames()
+    return TopicNames(**{
+        field: f"{prefix}-{getattr(defaults, field)}" for field in TopicNames.__struct_fields__
+    })
+
+
+@pytest.fixture
+def stream_config(broker: str) -> StreamConfigFactory:
+    """Factory of configs on the session broker, unique per call; keywords override."""
+
+    def make(**overrides: Any) -> StreamConfig:
+        tag = uuid.uuid4().hex[:12]
+        fields: dict[str, Any] = {
+            "broker": broker,
+            "app_id": f"tokenpool-test-{tag}",
+            "topics": unique_topics(tag),
+            "partitions": 4,
+            "session_timeout": timedelta(seconds=6),
+            "web_port": free_port(),
+        }
+        fields.update(overrides)
+        return StreamConfig(**fields)
+
+    return make

@@ -1,20 +1,10 @@
-"""The real broker fixtures of tests/stream, reused here without copying them
-(`tests/stream_fixtures.py`). Also the certificates a site's QMC export gives, for the
-QRS client's mutual TLS.
-"""
+"""The certificates a site's QMC export gives, for the QRS client's mutual TLS. (The
+broker fixtures are the whole suite's: tests/conftest.py.)"""
 
 from pathlib import Path
 
 import pytest
 import trustme
-from stream_fixtures import load
-
-_fixtures = load("tokenpool_stream_fixtures")
-
-broker_log = _fixtures.broker_log
-broker = _fixtures.broker
-stream_config = _fixtures.stream_config
-broker_kind = _fixtures.broker_kind
 
 
 @pytest.fixture(scope="module")
