@@ -44,6 +44,7 @@ from schemas.internal import (
     Feedback,
     GrantsRecord,
     GroupTokens,
+    GroupUsage,
     LedgerMark,
     Tick,
 )
@@ -768,11 +769,17 @@ class Worker:
                     except BAD_RECORD as exc:
                         await self._dead_letter(msg, "invalid", str(exc))
                         continue
+                    counted = writer.state.counted.get(getattr(feedback, "group", ""))
                     resolved = writer.on_feedback(feedback)
                     if resolved is not None:
                         user, until = resolved
                         log.info("uap quarantine resolved user_id=%s until=%s", user,
                                  from_micros(until).isoformat() if until else "freed")
+                    elif isinstance(feedback, GroupUsage) and (
+                            writer.state.counted.get(feedback.group) != counted):
+                        # Why an allocation is refused or accepted now (R10).
+                        log.info("group tokens counted group=%s counted=%d", feedback.group,
+                                 feedback.counted_tokens)
                     continue
                 if msg.offset <= last:
                     continue  # decided before a crash: the grants went out then

@@ -25,7 +25,7 @@ from stream_harness import (
 )
 from test_ledger_two_workers import assert_licence_held, produce_concurrently
 from test_stream_equals_replay import random_workload
-from worker_process import WorkerProcess
+from worker_process import WorkerProcess, wait_split
 
 from schemas import Topic
 from stream_app.topics import create_topics
@@ -92,6 +92,11 @@ def test_workers_join_and_leave_mid_workload_and_the_stream_still_equals_the_rep
                 else:
                     workers.append(WorkerProcess(config, tmp_path, name=step[0]).start())
                 moves.append(f"{step} at {len(watch.ids)} outputs")
+                # The next move once the group has settled, as an orchestrator waits
+                # for readiness (Tansu's coordinator can stall a rebalance that another
+                # member's join or leave interrupts).
+                live = workers[1:] if step == "a leaves" else workers
+                _wait_settled(live, config.partitions)
             producer.join()
             survivors = workers[1:]
             got = collect(config, set(expected))
@@ -125,6 +130,15 @@ def test_workers_join_and_leave_mid_workload_and_the_stream_still_equals_the_rep
     # order (the order of the allocations topic).
     assert group_changes <= granted | rejected and not granted & rejected
     assert_licence_held(in_topic, rejected, site_tokens)
+
+
+def _wait_settled(workers: list[WorkerProcess], partitions: int) -> None:
+    owned = wait_split(workers)
+    deadline = time.monotonic() + 60
+    while sorted(p for ps in owned for p in ps) != list(range(partitions)):
+        assert time.monotonic() < deadline, f"partitions not all owned: {owned}"
+        time.sleep(0.3)
+        owned = wait_split(workers)
 
 
 def _is_change_rejection(copies: list[dict], change_ids: set[str]) -> bool:

@@ -166,6 +166,15 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        """Until the worker's log says `text`, a whole word at its end (a fact it has
+        learnt: `counted=1` is not `counted=15`)."""
+        deadline = time.monotonic() + timeout
+        said = re.compile(re.escape(text) + r"\b")
+        while said.search(self.log_text()) is None:
+            assert time.monotonic() < deadline, f"{text!r} not in the log: {self.log_tail()}"
+            time.sleep(0.1)
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
