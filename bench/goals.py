@@ -62,10 +62,11 @@ def _changelog(f: Figures, _: bool) -> str:
     return f"{f['worst']:,.0f} bytes, {f['spread']:.2f}x: {verdict(ok)}"
 
 
-@_have("cp_seconds")
+@_have("cp_seconds", "fence_seconds")
 def _checkpoint(f: Figures, _: bool) -> str:
     return (f"{f['cp_seconds'] * 1000:.1f} ms; {f['cp_state']:.2f} state + "
-            f"{f['cp_fences']:.2f} fence records, {f['cp_bytes']:,.0f} bytes")
+            f"{f['cp_fences']:.2f} fence records, {f['cp_bytes']:,.0f} bytes (a one-record "
+            f"batch: {f['fence_seconds'] * 1000:.1f} ms)")
 
 
 def _eos_checkpoint(f: Figures, kafka: bool) -> str:

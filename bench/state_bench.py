@@ -48,8 +48,10 @@ from bench.harness.cpu import CpuLog
 from bench.harness.kafka_io import (
     checkpoint_totals,
     committed_reach,
+    create_plain_topic,
     create_service_topics,
     drain,
+    one_record_batches,
     produce,
 )
 from bench.harness.processes import alive_check, spawn, stop, work_dir, worker_args
@@ -213,9 +215,12 @@ def changelog_part(args: argparse.Namespace, broker: brokers.Broker,
         rows.append([asyncio.run(changelog_size(
             broker.bootstrap, args.sizes[0], args.mix_per_consumer, args.paced, tmp,
             args.timeout, guarantee="exactly_once"))])
+    topic = f"bench-fence-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_plain_topic(broker.bootstrap, topic, 1))
+    fence = asyncio.run(one_record_batches(broker.bootstrap, topic))
     lines, figures = changelog_lines(broker.label, rows)
-    more, cost = checkpoint_lines(broker.label, rows)
-    return lines + more, figures | cost
+    more, cost = checkpoint_lines(broker.label, rows, fence)
+    return lines + more, figures | cost | {"fence_seconds": fence}
 
 
 # -- memory --------------------------------------------------------------------------

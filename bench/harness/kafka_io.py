@@ -8,6 +8,7 @@ run does the same on each.
 """
 
 import asyncio
+import statistics
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
@@ -60,6 +61,22 @@ async def create_plain_topic(bootstrap: str, name: str, partitions: int) -> None
     finally:
         await admin.close()
     await _writable(bootstrap, [name], 60.0)
+
+
+async def one_record_batches(bootstrap: str, topic: str, count: int = 50) -> float:
+    """Median seconds to have a one-record batch acknowledged (acks=all, linger 5 ms, as
+    the worker's producer sends): what a fence record adds to a checkpoint."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        times = []
+        for i in range(count):
+            t0 = time.perf_counter()
+            await (await producer.send(topic, b"f", key=b"%d" % i))
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    finally:
+        await producer.stop()
 
 
 async def _writable(bootstrap: str, names: Sequence[str], timeout: float) -> None:
