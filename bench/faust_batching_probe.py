@@ -7,7 +7,7 @@ time order, keyed by group, JSON as on the real topics) are written ONCE to thre
 of them from the start with a fresh consumer group, in its own subprocess, `--runs`
 times; the order of the variants rotates from run to run, so a busy moment of the
 (shared) machine does not fall on one variant only. Faust variants use the worker's
-Faust settings (`bench.stream_bench.FAUST_SETTINGS`, the same as `stream_app/app.py`:
+Faust settings (`bench.forward_app.FAUST_SETTINGS`, the same as `stream_app/app.py`:
 producer_linger 0.005, broker_max_poll_records 2000, stream_buffer_maxsize 16384,
 stream_wait_empty False, memory store, web server on), session timeout 10 s.
 
@@ -61,7 +61,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -72,15 +71,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.stream_bench import (
-    PARTITIONS,
-    SESSION_TIMEOUT,
-    cpu_seconds,
-    drain,
-    faust_app,
-    machine_busy_seconds,
-    machine_line,
-)
+from bench.forward_app import PARTITIONS, faust_app
+from bench.harness.cpu import cpu_seconds, machine_busy_seconds
+from bench.harness.kafka_io import drain
+from bench.harness.processes import SESSION_TIMEOUT, work_dir
+from bench.harness.report import machine_line
 from schemas import Topic, encode
 from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.synthetic import generate
@@ -508,11 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown variant {v}")
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if args.keep:
-            tmp = Path(args.keep)
-            tmp.mkdir(parents=True, exist_ok=True)
-        else:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fbp-")))
+        tmp = work_dir(stack, args.keep, "fbp-")
         records = build_records(args.records)
         sizes = [len(v) for _, _, v in records]
         broker = stack.enter_context(EmbeddedBroker(log_path=tmp / "tansu.log"))
@@ -569,7 +560,7 @@ def report(args: argparse.Namespace, variants: list[str],
         return statistics.median(r[key] for r in results[kind])
 
     base = med("raw-f", "eps") if results.get("raw-f") else float("nan")
-    lines = ["", "# Faust batching probe", "", machine_line(args.runs), "",
+    lines = ["", "# Faust batching probe", "", machine_line(args.runs, "tansu"), "",
              f"{args.records:,} session records (JSON, {statistics.mean(sizes):.0f} B mean "
              f"value) on 3 topics x {PARTITIONS} partitions, written before any consumer "
              f"starts; B = {args.batch}, W = {args.within} s.", "",

@@ -9,7 +9,8 @@ until every session partition's changelog holds a commit record covering its las
 input; the CPU seconds of each worker over that span. The order of the worker counts
 rotates from run to run; the figure is the median.
 
-`python -m bench.scaling_bench [--events N] [--runs K] [--partitions P] [--out FILE]`
+`python -m bench.scaling_bench [--broker B] [--events N] [--runs K] [--partitions P]
+[--out FILE]`, on the embedded Tansu or on one Apache Kafka node (`--broker kafka`).
 """
 
 import argparse
@@ -19,7 +20,6 @@ import json
 import logging
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -27,23 +27,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.stream_bench import (
-    Workload,
-    alive_check,
-    all_applied_at,
-    build_workload,
-    cpu_seconds,
-    machine_line,
-    produce,
-    spawn,
-    stop,
-    unique_topics,
-    worker_args,
-)
-from stream_app.broker import EmbeddedBroker
+from bench.harness import brokers
+from bench.harness.cpu import cpu_seconds
+from bench.harness.kafka_io import all_applied_at, create_service_topics
+from bench.harness.processes import alive_check, spawn, stop, work_dir, worker_args
+from bench.harness.report import machine_line
+from bench.harness.workload import Workload, build_workload, produce_workload, unique_topics
+from bench.harness.workload import add_args as add_workload_args
 from stream_app.config import StreamConfig
-from stream_app.synthetic import DEFAULT_SEED
-from stream_app.topics import create_topics, session_topic_names
+from stream_app.topics import session_topic_names
 
 log = logging.getLogger("bench.scaling")
 WORKER_COUNTS = (1, 2)
@@ -84,7 +76,7 @@ async def one(broker: str, work: Workload, workers: int, partitions: int, tmp: P
     tag = uuid.uuid4().hex[:10]
     cfg = StreamConfig(broker=broker, app_id=f"scale-{tag}", topics=unique_topics(tag),
                        partitions=partitions, mode="replay")
-    await create_topics(cfg)
+    await create_service_topics(cfg)
     procs = []
     try:
         ports: list[int] = []
@@ -99,7 +91,7 @@ async def one(broker: str, work: Workload, workers: int, partitions: int, tmp: P
             await _wait_split(ports, partitions, checks, timeout)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.time()
-        ends = await produce(cfg, work, timeout)
+        ends = await produce_workload(cfg, work, timeout)
         sent = time.time() - t0
         names = set(session_topic_names(cfg))
         session_ends = {tp: e for tp, e in ends.items() if tp.topic in names}
@@ -122,15 +114,16 @@ async def one(broker: str, work: Workload, workers: int, partitions: int, tmp: P
 
 
 def report(args: argparse.Namespace, work: Workload,
-           results: dict[int, list[dict[str, float]]], orders: list[list[int]]) -> list[str]:
+           results: dict[int, list[dict[str, float]]],
+           orders: list[list[int]]) -> tuple[list[str], dict[str, float]]:
     lines = [
-        "## Scaling: 1 and 2 workers",
+        f"## Scaling on {brokers.label(args.broker)}: 1 and 2 workers",
         "",
-        machine_line(args.runs),
+        machine_line(args.runs, args.broker),
         "",
         f"{work.sessions:,} session records ({sum(work.counts.values()):,} records in all, "
-        f"{work.users:,} users, 50 groups) on {args.partitions} partitions, sent once "
-        "the workers have split the partitions; median of "
+        f"{work.users:,} users, {args.groups} groups) on {args.partitions} partitions, sent "
+        "once the workers have split the partitions; median of "
         f"{args.runs} runs (orders {', '.join(''.join(map(str, o)) for o in orders)}).",
         "",
         "| workers | seconds, first record sent → all applied | session events/s | "
@@ -138,36 +131,41 @@ def report(args: argparse.Namespace, work: Workload,
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = statistics.median(r["seconds"] for r in results[1])
+    figures: dict[str, float] = {}
     for workers in WORKER_COUNTS:
         rs = results[workers]
         secs = statistics.median(r["seconds"] for r in rs)
+        figures[f"{workers}"] = work.sessions / secs
+        figures[f"{workers}x"] = base / secs
         lines.append(
             f"| {workers} | {secs:.2f} | {work.sessions / secs:,.0f} | "
             f"{statistics.median(r['send'] for r in rs):.2f} | "
             f"{statistics.median(r['cpu'] for r in rs):.1f} | "
             f"{statistics.median(r['cpu_max'] for r in rs):.1f} | {base / secs:.2f}x |"
         )
-    return lines
+    return lines, figures
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.scaling_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=50_000)
-    ap.add_argument("--users", type=int)
-    ap.add_argument("--groups", type=int, default=50)
-    ap.add_argument("--days", type=int, default=29)
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    add_workload_args(ap, events=50_000)
+    brokers.add_arg(ap)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--out", help="also write the markdown report to this file")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    ap.add_argument("--keep", help="keep worker logs and the broker's logs in this directory")
+    return ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
+    """The report's lines and its figures: session events/s with `1` and `2` workers,
+    and `1x`, `2x` against one worker."""
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scaling-bench-")))
+        tmp = work_dir(stack, args.keep, "scaling-bench-")
         work = build_workload(args, tmp)
-        broker = stack.enter_context(EmbeddedBroker(log_path=tmp / "tansu.log"))
+        broker = stack.enter_context(brokers.running(args.broker, tmp))
         results: dict[int, list[dict[str, float]]] = {n: [] for n in WORKER_COUNTS}
         orders: list[list[int]] = []
         for i in range(args.runs):
@@ -180,7 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"run {i + 1}: {workers} worker(s): {r['seconds']:.2f} s, "
                       f"{work.sessions / r['seconds']:,.0f} ev/s, CPU {r['cpu']:.1f} s",
                       flush=True)
-        lines = report(args, work, results, orders)
+    return report(args, work, results, orders)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    lines, _ = run(args)
     print("\n".join(lines))
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,55 +1,63 @@
-"""State cost in one run: changelog bytes per event, recovery time, memory per session.
+"""State cost in one run: changelog bytes per event, checkpoint cost, recovery time,
+memory per session, on one broker (`--broker tansu|kafka|kafka-3.9`).
 
 1. Changelog. For pool capacities of 10, 1 000 and 100 000 passes, one group is filled
    to ~90 % (the pre-fill of `bench.engine_bench`), then the same fixed mix of starts,
    heartbeats and ends is applied (`pool_mix`). Both go through the real worker
-   (`python -m stream_app worker --mode replay`, one partition) on the embedded Tansu
-   broker. The changelog topics are read back after the pre-fill and again after the
-   mix; the figure is the key + value bytes the mix added, divided by its events.
-   Goal: under 512 bytes per event and flat (largest / smallest within 1.3x). The
-   pre-fill is sent at once, a backfill the worker checkpoints in many steps.
-2. Recovery. `--records` changelog records (1 000 000 by default) are made by the
-   worker's own checkpoint code (`PartitionTask` on the synthetic site, the writes a
-   worker makes) and produced to a fresh app's state changelog. Then, in the same run:
-   (a) a raw aiokafka consumer reads the topic from the start to its end, and (w) a
-   worker starts on it: recovery is the time from its start to its first `partition
-   loaded` line (restored table, engine rebuilt), minus the same for an identical app
-   with an empty changelog (process start, imports and group join). Goal: (w) ≤ 3x (a).
-3. Memory. The engine's bytes per open session (its session, holder and the pass it
-   consumed) and per pass in use (after the sessions closed and were forgotten), by
-   `tracemalloc` over 20 000 of each; beside them the bytes of the same state in a
-   snapshot (what a checkpoint or the changelog holds).
+   (`python -m stream_app worker --mode replay`, one partition). The changelog topics
+   are read back after the pre-fill and again after the mix; the figure is the key +
+   value bytes the mix added, divided by its events. Goal: under 512 bytes per event
+   and flat (largest / smallest within 1.3x). The pre-fill is sent at once, a backfill
+   the worker checkpoints in many steps.
+2. Checkpoint cost, from the same runs: the worker's `/metrics` before and after each
+   part of the mix (`tokenpool_checkpoint_duration_seconds`,
+   `tokenpool_checkpoint_records_total{kind="state"}`) give the checkpoints, their mean
+   duration and the state records (commit and updates) each wrote; the records and
+   bytes read back from the changelogs per checkpoint show what else a checkpoint adds
+   there (on Tansu the worker ends each one with a one-record fence batch; not on
+   Kafka). On Kafka the smallest size runs once more under `--guarantee exactly_once`
+   (one transaction per checkpoint; the changelogs read read_committed).
+3. Recovery (`bench.recovery_bench`): a worker restoring a 1 000 000-record changelog
+   vs a raw aiokafka read of the same topic. Goal: ≤ 3x.
+4. Memory (broker-independent). The engine's bytes per open session (its session,
+   holder and the pass it consumed) and per pass in use (after the sessions closed and
+   were forgotten), by `tracemalloc` over 20 000 of each; beside them the bytes of the
+   same state in a snapshot (what a checkpoint or the changelog holds).
 """
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import TopicPartition
 
+from bench import recovery_bench
 from bench.engine_bench import DAY, pool_mix, pool_prefill
-from bench.stream_bench import (
-    CpuLog,
-    alive_check,
+from bench.harness import brokers
+from bench.harness.cpu import CpuLog
+from bench.harness.kafka_io import (
+    checkpoint_totals,
     committed_reach,
-    cpu_seconds,
+    create_plain_topic,
+    create_service_topics,
     drain,
-    spawn,
-    stop,
-    unique_topics,
-    worker_args,
+    one_record_batches,
+    produce,
 )
-from rules import Config, Engine
+from bench.harness.processes import alive_check, spawn, stop, work_dir, worker_args
+from bench.harness.workload import topic_name, unique_topics
+from bench.state_report import changelog_lines, checkpoint_lines, memory_lines
+from rules import Engine
 from schemas import (
     InputEvent,
     Licence,
@@ -61,52 +69,14 @@ from schemas import (
     from_micros,
     to_micros,
 )
-from schemas.internal import GroupTokens
-from stream_app.broker import EmbeddedBroker, free_port
-from stream_app.config import StreamConfig
-from stream_app.partition_task import ENDS, HEARTBEATS, STARTS, PartitionTask
-from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
-from stream_app.topics import create_topics, session_topic_names
-
-CHANGELOG_GOAL = 512
-FLATNESS_GOAL = 1.3
-RECOVERY_GOAL = 3.0
+from stream_app.broker import free_port
+from stream_app.checkpoints import FENCE_KEY_KIND
+from stream_app.config import Guarantee, StreamConfig
+from stream_app.partition_task import record_key
+from stream_app.synthetic import DEFAULT_START
+from stream_app.topics import session_topic_names
 
 _TOPIC_OF = {SessionStart: Topic.SESSION_START, SessionEnd: Topic.SESSION_END}
-
-
-def _topic(ev: InputEvent) -> str:
-    if isinstance(ev, Licence | LoginGroup):
-        return str(Topic.ALLOCATIONS)
-    return str(_TOPIC_OF.get(type(ev), Topic.SESSION_HEARTBEAT))
-
-
-async def _produce(cfg: StreamConfig, events: Sequence[InputEvent]) -> dict[Any, int]:
-    """Write events keyed by group; return the end offset of every partition written."""
-    producer = AIOKafkaProducer(bootstrap_servers=cfg.broker, linger_ms=5, acks="all")
-    await producer.start()
-    try:
-        futures = []
-        for ev in events:
-            name = getattr(cfg.topics, _topic(ev).replace("-", "_"))
-            key = (getattr(ev, "group", None) or "").encode()
-            futures.append(await producer.send(name, encode(ev), key=key))
-        ends: dict[Any, int] = {}
-        for meta in await asyncio.gather(*futures):
-            tp = (meta.topic, meta.partition)
-            ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
-        return ends
-    finally:
-        await producer.stop()
-
-
-async def _changelog_bytes(cfg: StreamConfig, timeout: float) -> tuple[int, int]:
-    """(records, key + value bytes) on the worker's changelog topics now."""
-    names = [f"{cfg.app_id}-state-changelog", f"{cfg.app_id}-ledger-changelog"]
-    records = await drain(cfg.broker, names, timeout)
-    return len(records), sum(len(m.key or b"") + len(m.value or b"") for m in records)
-
-
 IDLE = 5.0
 """Seconds with no input before the live events: what an idle worker writes a second
 (ticks checkpoint their acknowledgements) is measured then and deducted."""
@@ -116,14 +86,63 @@ checkpoints are cut at `CHECKPOINT_UPDATES` record updates, so a burst of logins
 into one group makes many checkpoints, none too large)."""
 
 
-async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, paced: int,
-                         tmp: Path, timeout: float) -> dict[str, Any]:
-    from aiokafka.structs import TopicPartition
+def _topic(ev: InputEvent) -> str:
+    if isinstance(ev, Licence | LoginGroup):
+        return str(Topic.ALLOCATIONS)
+    return str(_TOPIC_OF.get(type(ev), Topic.SESSION_HEARTBEAT))
 
+
+async def _produce(cfg: StreamConfig, events: Sequence[InputEvent],
+                   timeout: float) -> dict[TopicPartition, int]:
+    """Write events keyed by group; return the end offset of every partition written."""
+    return await produce(cfg.broker, [
+        (topic_name(cfg, _topic(ev)), (getattr(ev, "group", None) or "").encode(), encode(ev))
+        for ev in events], timeout)
+
+
+class Changelog(NamedTuple):
+    """What the worker's changelog topics (state and ledger) hold: records, key + value
+    bytes, and among the records the commit records and the fence records."""
+
+    records: int
+    bytes: int
+    commits: int
+    fences: int
+
+    def __sub__(self, other: "Changelog") -> "Changelog":
+        return Changelog(*(a - b for a, b in zip(self, other, strict=True)))
+
+
+async def _changelog(cfg: StreamConfig, timeout: float) -> Changelog:
+    names = [f"{cfg.app_id}-state-changelog", f"{cfg.app_id}-ledger-changelog"]
+    records = await drain(cfg.broker, names, timeout,
+                          committed=cfg.guarantee == "exactly_once")
+    keys = Counter(m.key for m in records)
+    return Changelog(len(records), sum(len(m.key or b"") + len(m.value or b"") for m in records),
+                     keys[record_key(0, "C", "", "")], keys[record_key(0, FENCE_KEY_KIND, "", "")])
+
+
+def _checkpoints(before: dict[str, float], after: dict[str, float],
+                 changelog: Changelog) -> dict[str, float]:
+    """The checkpoints that wrote state between two `checkpoint_totals` (one commit
+    record each), and their cost. The duration histogram also counts checkpoints with
+    nothing to write (ticks acknowledged, no state changed), which return at once."""
+    n = changelog.commits
+    per = 1 / n if n else float("nan")
+    return {"all": after["count"] - before["count"], "checkpoints": n,
+            "seconds": (after["seconds"] - before["seconds"]) * per,
+            "state": (after["state"] - before["state"]) * per,
+            "fences": changelog.fences * per, "records": changelog.records * per,
+            "bytes": changelog.bytes * per}
+
+
+async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, paced: int,
+                         tmp: Path, timeout: float,
+                         guarantee: Guarantee = "at_least_once") -> dict[str, Any]:
     tag = f"cl{capacity}-{uuid.uuid4().hex[:8]}"
     cfg = StreamConfig(broker=broker, app_id=f"bench-{tag}", topics=unique_topics(tag),
-                       partitions=1, mode="replay")
-    await create_topics(cfg)
+                       partitions=1, mode="replay", guarantee=guarantee)
+    await create_service_topics(cfg)
     group = "bench"
     m0 = to_micros(DEFAULT_START) + 40 * DAY
     prefill = pool_prefill(group, capacity, m0)
@@ -132,184 +151,76 @@ async def changelog_size(broker: str, capacity: int, mix_per_consumer: int, pace
     port = free_port()
     proc = spawn(worker_args(cfg, tmp, port), log_path)
     cpu = CpuLog({"worker": proc.pid})
-    worker = (port, session_topic_names(cfg))
     alive = alive_check(proc, log_path)
+    ends: dict[TopicPartition, int] = {}
+
+    async def applied() -> None:
+        await committed_reach(broker, cfg.app_id, ends, time.time() + timeout, alive, cpu,
+                              worker=(port, session_topic_names(cfg)))
+
     try:
-        ends: dict[Any, int] = {}
         for i in range(0, len(prefill), PREFILL_SLICE):
-            ends.update(await _produce(cfg, prefill[i:i + PREFILL_SLICE]))
-        tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-        await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu,
-                              worker=worker)
-        idle0 = await _changelog_bytes(cfg, timeout)
+            ends.update(await _produce(cfg, prefill[i:i + PREFILL_SLICE], timeout))
+        await applied()
+        idle0 = await _changelog(cfg, timeout)
         t_idle = time.time()
         await asyncio.sleep(IDLE)
-        before = await _changelog_bytes(cfg, timeout)
+        before = await _changelog(cfg, timeout)
         t_before = time.time()
-        idle_rate = (before[1] - idle0[1]) / (t_before - t_idle)
+        idle_rate = (before.bytes - idle0.bytes) / (t_before - t_idle)
+        totals0 = checkpoint_totals(port)
         for ev in mix[:paced]:  # live traffic: each event applied and checkpointed alone
-            ends.update(await _produce(cfg, [ev]))
-            tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-            await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu,
-                              worker=worker)
-        middle = await _changelog_bytes(cfg, timeout)
+            ends.update(await _produce(cfg, [ev], timeout))
+            await applied()
+        middle = await _changelog(cfg, timeout)
+        totals1 = checkpoint_totals(port)
         paced_seconds = time.time() - t_before
-        ends.update(await _produce(cfg, mix[paced:]))  # a backfill: large batches
-        tps = {TopicPartition(t, p): e for (t, p), e in ends.items()}
-        await committed_reach(broker, cfg.app_id, tps, time.time() + timeout, alive, cpu,
-                              worker=worker)
-        after = await _changelog_bytes(cfg, timeout)
+        ends.update(await _produce(cfg, mix[paced:], timeout))  # a backfill: large batches
+        await applied()
+        after = await _changelog(cfg, timeout)
+        totals2 = checkpoint_totals(port)
     finally:
         stop(proc)
     n = len(mix) - paced
     return {
         "capacity": capacity,
+        "guarantee": guarantee,
         "prefill": len(prefill),
-        "prefill_bytes": before[1],
+        "prefill_bytes": before.bytes,
         "paced": paced,
-        "paced_records": middle[0] - before[0],
+        "paced_records": (middle - before).records,
         "idle_rate": idle_rate,
-        "live": (middle[1] - before[1] - idle_rate * paced_seconds) / paced,
+        "live": ((middle - before).bytes - idle_rate * paced_seconds) / paced,
         "events": n,
-        "records": after[0] - middle[0],
-        "backfill": (after[1] - middle[1]) / n,
+        "records": (after - middle).records,
+        "backfill": (after - middle).bytes / n,
+        "live_checkpoints": _checkpoints(totals0, totals1, middle - before),
+        "backfill_checkpoints": _checkpoints(totals1, totals2, after - middle),
     }
 
 
-# -- recovery ------------------------------------------------------------------------
-
-
-def _part(group: str, partitions: int) -> int:
-    return sum(group.encode()) % partitions
-
-
-def changelog_records(count: int, partitions: int) -> list[tuple[int, bytes, bytes | None]]:
-    """(partition, key, value) of the first `count` changelog writes a worker makes on
-    the synthetic site: each partition's checkpoint every 2 000 inputs, its commit
-    record then its updates, exactly as `PartitionTask.checkpoint` gives them."""
-    config = Config()
-    tasks = [PartitionTask(p, config) for p in range(partitions)]
-    source = {Topic.SESSION_START: STARTS, Topic.SESSION_HEARTBEAT: HEARTBEATS,
-              Topic.SESSION_END: ENDS}
-    offsets = [[0] * 4 for _ in range(partitions)]
-    since = [0] * partitions
-    out: list[tuple[int, bytes, bytes | None]] = []
-    seed = DEFAULT_SEED
-    while len(out) < count:
-        for topic, ev in generate(users=20_000, groups=50, days=29, seed=seed):
-            if topic == Topic.ALLOCATIONS:
-                if isinstance(ev, LoginGroup):  # the grant the ledger would send
-                    p = _part(ev.group, partitions)
-                    grant = GroupTokens(event_id=ev.event_id, ts=ev.ts, group=ev.group,
-                                        tokens=ev.tokens)
-                    tasks[p].offer(0, offsets[p][0], grant, None)
-                    offsets[p][0] += 1
-                continue
-            p = _part(ev.group, partitions)
-            s = source[topic]
-            tasks[p].offer(s, offsets[p][s], ev, None)
-            offsets[p][s] += 1
-            since[p] += 1
-            if since[p] >= 2000:
-                since[p] = 0
-                tasks[p].flush_merge()  # the grants input is idle: go on without it
-                cp = tasks[p].checkpoint()
-                out.append((p, *cp.commit))
-                out.extend((p, k, v) for k, v in cp.updates)
-                if len(out) >= count:
-                    return out[:count]
-        seed += 1
-        tasks = [PartitionTask(p, config) for p in range(partitions)]
-    return out[:count]
-
-
-async def _produce_raw(broker: str, topic: str, records: list[tuple[int, bytes, bytes | None]],
-                       partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=20, acks=1,
-                                max_batch_size=1 << 20)
-    await producer.start()
-    try:
-        pending = []
-        for p, key, value in records:
-            pending.append(await producer.send(topic, value, key=key, partition=p))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
-async def _worker_ready(cfg: StreamConfig, tmp: Path, timeout: float) -> tuple[float, float]:
-    """Seconds from spawning a worker to its last partition loaded, and the CPU seconds
-    it used by then."""
-    log_path = tmp / f"worker-{cfg.app_id}.log"
-    spawned = time.time()
-    proc = spawn(worker_args(cfg, tmp), log_path)
-    alive = alive_check(proc, log_path)
-    try:
-        while True:
-            alive()
-            text = log_path.read_text(errors="replace")
-            if text.count("partition loaded") >= cfg.partitions:
-                cpu = cpu_seconds(proc.pid)
-                break
-            if time.time() - spawned > timeout:
-                raise TimeoutError(f"{cfg.app_id}: partitions not loaded in {timeout:.0f} s")
-            await asyncio.sleep(0.1)
-    finally:
-        stop(proc)
-    last = 0.0
-    for line in log_path.read_text(errors="replace").splitlines():
-        if "partition loaded" in line:
-            t = log_time_line(line)
-            if t is not None:
-                last = max(last, t)
-    return last - spawned, cpu
-
-
-def log_time_line(line: str) -> float | None:
-    from bench.stream_bench import _LOG_TIME
-
-    m = _LOG_TIME.match(line)
-    if m is None:
-        return None
-    from datetime import datetime
-
-    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-
-
-async def recovery(broker: str, records: list[tuple[int, bytes, bytes | None]],
-                   partitions: int, tmp: Path, timeout: float) -> dict[str, float]:
-    tag = uuid.uuid4().hex[:8]
-    full = StreamConfig(broker=broker, app_id=f"bench-rec-{tag}",
-                        topics=unique_topics(f"rec-{tag}"), partitions=partitions,
-                        mode="replay")
-    empty = StreamConfig(broker=broker, app_id=f"bench-empty-{tag}",
-                         topics=unique_topics(f"empty-{tag}"), partitions=partitions,
-                         mode="replay")
-    await create_topics(full)
-    await create_topics(empty)
-    topic = f"{full.app_id}-state-changelog"
-    t0 = time.perf_counter()
-    await _produce_raw(broker, topic, records, partitions)
-    produced = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    read = await drain(broker, [topic], timeout)
-    raw = time.perf_counter() - t0
-    if len(read) != len(records):
-        raise RuntimeError(f"raw read got {len(read)} of {len(records)} records")
-    del read
-    base, base_cpu = await _worker_ready(empty, tmp, timeout)
-    restored, cpu = await _worker_ready(full, tmp, timeout)
-    return {"raw": raw, "startup": base, "ready": restored, "recovery": restored - base,
-            "recovery_cpu": cpu - base_cpu, "produced": produced}
+def changelog_part(args: argparse.Namespace, broker: brokers.Broker,
+                   tmp: Path) -> tuple[list[str], dict[str, float]]:
+    """Changelog bytes and checkpoint cost on `broker`, every size (and exactly_once at
+    the smallest, on Kafka)."""
+    rows = []
+    for capacity in args.sizes:
+        runs = [asyncio.run(changelog_size(broker.bootstrap, capacity, args.mix_per_consumer,
+                                           args.paced, tmp, args.timeout))
+                for _ in range(args.changelog_runs)]
+        rows.append(runs)
+        print(f"capacity {capacity:,}: {statistics.median(r['live'] for r in runs):,.0f} "
+              "bytes/event live", flush=True)
+    if broker.is_kafka:
+        rows.append([asyncio.run(changelog_size(
+            broker.bootstrap, args.sizes[0], args.mix_per_consumer, args.paced, tmp,
+            args.timeout, guarantee="exactly_once"))])
+    topic = f"bench-fence-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_plain_topic(broker.bootstrap, topic, 1))
+    fence = asyncio.run(one_record_batches(broker.bootstrap, topic))
+    lines, figures = changelog_lines(broker.label, rows)
+    more, cost = checkpoint_lines(broker.label, rows, fence)
+    return lines + more, figures | cost | {"fence_seconds": fence}
 
 
 # -- memory --------------------------------------------------------------------------
@@ -351,107 +262,45 @@ def memory(n: int = 20_000) -> dict[str, float]:
     return figures
 
 
-# -- report --------------------------------------------------------------------------
+# -- the parts -----------------------------------------------------------------------
+
+
+def memory_part() -> tuple[list[str], dict[str, float]]:
+    mem = memory()
+    lines = memory_lines(mem)
+    print("\n".join(lines), flush=True)
+    return lines, {"session": mem["session_memory"], "pass": mem["pass_memory"]}
+
+
+def recovery_records(args: argparse.Namespace) -> tuple[recovery_bench.Records, float]:
+    """The changelog records of the recovery benchmark, and the seconds to make them."""
+    t0 = time.perf_counter()
+    records = recovery_bench.changelog_records(args.records)
+    return records, time.perf_counter() - t0
+
+
+def broker_part(args: argparse.Namespace, choice: str, records: recovery_bench.Records,
+                made: float) -> tuple[list[str], dict[str, float]]:
+    """Changelog, checkpoint cost and recovery on the broker `choice`, started for them."""
+    with contextlib.ExitStack() as stack:
+        tmp = work_dir(stack, args.keep, "state-bench-")
+        broker = stack.enter_context(brokers.running(choice, tmp))
+        lines, figures = changelog_part(args, broker, tmp)
+        print("\n".join(lines), flush=True)
+        runs = [asyncio.run(recovery_bench.recovery(broker.bootstrap, records, tmp,
+                                                    args.timeout))
+                for _ in range(args.recovery_runs)]
+        part, figures["recovery"] = recovery_bench.report(broker.label, records, made, runs)
+        print("\n".join(part), flush=True)
+    return lines + part, figures
 
 
 def run(args: argparse.Namespace) -> tuple[list[str], dict[str, float]]:
-    """The report's lines and its headline figures."""
-    lines: list[str] = []
-    mem = memory()
-    lines += [
-        "## Memory: worker state per open session and per pass in use",
-        "",
-        "Engine state measured with tracemalloc over 20 000 of each; snapshot = the "
-        "same state as stored (msgpack).",
-        "",
-        "| what | bytes in memory | bytes in a snapshot |",
-        "|---|---:|---:|",
-        f"| one open session (its session, holder and the pass it consumed) | "
-        f"{mem['session_memory']:,.0f} | {mem['session_snapshot']:,.0f} |",
-        f"| one pass in use (sessions closed and forgotten, the pass not yet back) | "
-        f"{mem['pass_memory']:,.0f} | {mem['pass_snapshot']:,.0f} |",
-        "",
-    ]
-    print("\n".join(lines), flush=True)
-    with tempfile.TemporaryDirectory(prefix="state-bench-") as d:
-        tmp = Path(d)
-        with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
-            rows = []
-            live: list[float] = []
-            backfill: list[float] = []
-            for capacity in args.sizes:
-                runs = [asyncio.run(changelog_size(broker.bootstrap, capacity,
-                                                   args.mix_per_consumer, args.paced, tmp,
-                                                   args.timeout))
-                        for _ in range(args.changelog_runs)]
-                r = runs[0]
-                live.append(statistics.median(x["live"] for x in runs))
-                backfill.append(statistics.median(x["backfill"] for x in runs))
-                rows.append(f"| {capacity:,} | {r['prefill']:,} | {r['prefill_bytes']:,} | "
-                            f"{r['idle_rate']:,.0f} | "
-                            f"{r['paced']:,} | {r['paced_records']:,} | **{live[-1]:,.0f}** | "
-                            f"{r['events']:,} | {r['records']:,} | **{backfill[-1]:,.0f}** |")
-                print(rows[-1], flush=True)
-            spread = max(max(live) / min(live), max(backfill) / min(backfill))
-            worst = max(live + backfill)
-            part = [
-                "## Changelog: bytes written per input event vs pool size",
-                "",
-                "The real worker on the embedded Tansu broker, one partition; key + value "
-                "bytes read back from its changelog topics (state and ledger) after the "
-                "pre-fill, after the first events of the mix sent one at a time (live "
-                "traffic: each sent once the previous one is committed, so one "
-                "checkpoint per event; what the idle worker writes meanwhile, measured "
-                f"over {IDLE:g} s before, is deducted) and after the rest "
-                "of the mix sent at once (a backfill: a checkpoint writes each touched "
-                "record once per batch). The mix is the same at every size.",
-                "",
-                "| capacity (passes) | pre-fill events | pre-fill changelog bytes | "
-                "idle bytes/s | live events | records | bytes / event | backfill events | "
-                "records | bytes / event |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-                *rows,
-                "",
-                f"Largest {worst:,.0f} bytes per event (goal < {CHANGELOG_GOAL}): "
-                f"{'met' if worst < CHANGELOG_GOAL else 'NOT met'}; largest / smallest "
-                f"**{spread:.2f}x** (flat: ≤ {FLATNESS_GOAL}x): "
-                f"{'met' if spread <= FLATNESS_GOAL else 'NOT met'}.",
-                "",
-            ]
-            lines += part
-            t0 = time.perf_counter()
-            records = changelog_records(args.records, 4)
-            made = time.perf_counter() - t0
-            size = sum(len(k) + len(v or b"") for _, k, v in records)
-            recs = [asyncio.run(recovery(broker.bootstrap, records, 4, tmp, args.timeout))
-                    for _ in range(args.recovery_runs)]
-            raw = statistics.median(r["raw"] for r in recs)
-            rec = statistics.median(r["recovery"] for r in recs)
-            startup = statistics.median(r["startup"] for r in recs)
-            ratio = rec / raw
-            part = [
-                "## Recovery: restoring state from the changelog vs a raw read",
-                "",
-                f"{len(records):,} changelog records ({size / 1e6:.1f} MB, 4 partitions) "
-                f"made by the worker's checkpoint code in {made:.0f} s; median of "
-                f"{len(recs)} runs.",
-                "",
-                "| path | seconds | records/s |",
-                "|---|---:|---:|",
-                f"| (a) raw aiokafka read of the topic | {raw:.2f} | {len(records) / raw:,.0f} |",
-                f"| (w) worker recovery (ready {statistics.median(r['ready'] for r in recs):.2f}"
-                f" s - empty-changelog startup {startup:.2f} s) | {rec:.2f} | "
-                f"{len(records) / rec:,.0f} |",
-                "",
-                f"(w) / (a): **{ratio:.2f}x** (goal ≤ {RECOVERY_GOAL:g}x): "
-                f"{'met' if ratio <= RECOVERY_GOAL else 'NOT met'}.",
-                "",
-            ]
-            lines += part
-            print("\n".join(part), flush=True)
-    figures = {"worst": worst, "spread": spread, "recovery": ratio,
-               "session": mem["session_memory"], "pass": mem["pass_memory"]}
-    return lines, figures
+    """Memory, then everything on `args.broker`: the report's lines and its figures."""
+    lines, figures = memory_part()
+    records, made = recovery_records(args)
+    more, on_broker = broker_part(args, args.broker, records, made)
+    return lines + more, figures | on_broker
 
 
 def add_args(ap: argparse.ArgumentParser) -> None:
@@ -466,12 +315,14 @@ def add_args(ap: argparse.ArgumentParser) -> None:
                     help="changelog records for the recovery benchmark")
     ap.add_argument("--recovery-runs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--keep", help="keep worker logs and the broker's logs in this directory")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.state_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_args(ap)
+    brokers.add_arg(ap)
     ap.add_argument("--out", help="also write the markdown report to this file")
     args = ap.parse_args(argv)
     lines, _ = run(args)
