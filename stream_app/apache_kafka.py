@@ -427,11 +427,16 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         behind: Any = None
         while time.monotonic() < deadline:
-            behind = _run_blocking(_out_of_sync(self.bootstrap, self._client), 15.0)
+            behind = self.out_of_sync()
             if not behind:
                 return
             time.sleep(0.5)
         raise BrokerStartError(f"replicas still out of sync after {timeout}s: {behind}")
+
+    def out_of_sync(self) -> list[str]:
+        """Partitions with no leader or a replica out of the in-sync set, now."""
+        result: list[str] = _run_blocking(_out_of_sync(self.bootstrap, self._client), 15.0)
+        return result
 
     def pause(self) -> None:
         """Freeze every node (SIGSTOP): connections stay open, nothing is answered."""
