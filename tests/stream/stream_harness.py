@@ -161,7 +161,11 @@ def check_against_replay(
               f"duplicates_downstream={duplicates} "
               f"diff={{extra: {len(diff['extra'])}, missing: {len(diff['missing'])}, "
               f"different: {len(diff['different'])}}} state_equal={final == state}")
-    assert diff == {"extra": [], "missing": [], "different": []}, log_tail
+    examples = [f"extra {i}: {got[i][0]}" for i in diff["extra"][:3]]
+    examples += [f"missing {i}: {expected[i]}" for i in diff["missing"][:3]]
+    examples += [f"different {i}: {got[i]} vs {expected[i]}" for i in diff["different"][:3]]
+    assert diff == {"extra": [], "missing": [], "different": []}, "\n".join(
+        [*examples, log_tail])
     assert final == state
     if guarantee == "exactly_once":
         assert duplicates == 0
