@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
-from stream_app.topics import MAX_RECORD_BYTES
+from stream_app.kafka.topics import MAX_RECORD_BYTES
 
 log = logging.getLogger("tokenpool.transactions")
 

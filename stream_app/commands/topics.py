@@ -57,7 +57,7 @@ def _cmd_topics_create(args: argparse.Namespace) -> int:
     # Imported here so that registering the command does not load aiokafka.
     from aiokafka.errors import KafkaError
 
-    from stream_app.topics import Retention, TopicCreationError, create_topics, topic_specs
+    from stream_app.kafka.topics import Retention, TopicCreationError, create_topics, topic_specs
 
     config = from_args(args)
     retention = Retention(args.input_retention, args.output_retention)

@@ -6,7 +6,7 @@ from fractions import Fraction
 from typing import IO
 
 from stream_app.durations import format_duration
-from stream_app.plan_result import Result, day, num, passes, when
+from stream_app.planning.result import Result, day, num, passes, when
 
 LIST_MAX = 10
 """Users listed per advice in the text report; the HTML report lists every one."""

@@ -21,8 +21,8 @@ from types import FrameType
 
 from schemas import from_micros
 from stream_app.durations import format_duration
-from stream_app.plan_source import FAILURES, plan_from
-from stream_app.topic_history import Interrupted
+from stream_app.kafka.topic_history import Interrupted
+from stream_app.planning.source import FAILURES, plan_from
 
 log = logging.getLogger("tokenpool.report")
 
@@ -39,7 +39,7 @@ def run_every(args: argparse.Namespace) -> int:
         print(f"tokenpool plan: {problem}", file=sys.stderr)
         return 2
     try:
-        from stream_app import plan_report
+        from stream_app.planning import report as plan_report
     except ImportError as exc:
         print(f"tokenpool plan: the report needs matplotlib ({exc}): "
               "pip install 'tokenpool[plan]'", file=sys.stderr)

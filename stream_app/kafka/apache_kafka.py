@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream_app.broker import (
+from stream_app.kafka.broker import (
     BrokerStartError,
     _accepts,
     _die_with_parent,
@@ -50,7 +50,7 @@ LINE_3 = "3.9.2"
 VERSIONS = {"4": LATEST, "4.4": LATEST, LATEST: LATEST, "3.9": LINE_3, LINE_3: LINE_3}
 """Names a test run may ask for (`TOKENPOOL_TEST_BROKER=kafka-3.9`) → pinned versions."""
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
 HEAP = "512m"
 """Each node's JVM heap: three nodes, the workers and the suite share two cores."""
@@ -501,7 +501,7 @@ async def _leader(bootstrap: str, topic: str, partition: int,
 
 
 def main() -> None:
-    """`python -m stream_app.apache_kafka [--nodes N] [--version V]`: a cluster in the
+    """`python -m stream_app.kafka.apache_kafka [--nodes N] [--version V]`: a cluster in the
     foreground until Ctrl-C, for trying the service on Kafka by hand."""
     import argparse
 

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from schemas import DeadLetter, encode
-from stream_app.partition_task import Checkpoint, record_key
-from stream_app.tables import PartitionedTable
-from stream_app.transactions import Fenced, Record, TransactionalWriters
+from stream_app.worker.partition_task import Checkpoint, record_key
+from stream_app.worker.tables import PartitionedTable
+from stream_app.worker.transactions import Fenced, Record, TransactionalWriters
 
 log = logging.getLogger("tokenpool.worker")
 

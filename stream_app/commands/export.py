@@ -1,5 +1,5 @@
 """`tokenpool export`: the deployment's own history, from its input topics to a replay
-file (`stream_app.topic_history` reads it), and the span flags that `plan` shares."""
+file (`stream_app.kafka.topic_history` reads it), and the span flags that `plan` shares."""
 
 import argparse
 import asyncio
@@ -15,8 +15,8 @@ from schemas import to_micros
 from stream_app.atomic import replaced
 from stream_app.config import StreamConfig, add_broker_options, from_args
 from stream_app.durations import parse_duration
+from stream_app.kafka.topic_history import RECORD_TIME_MARGIN, ReadReport, Span, read_history
 from stream_app.settings import parse_timestamp
-from stream_app.topic_history import RECORD_TIME_MARGIN, ReadReport, Span, read_history
 
 log = logging.getLogger("tokenpool.export")
 
@@ -85,7 +85,7 @@ def export(config: StreamConfig, span: Span, path: str, *, progress: IO[str] | N
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from stream_app.topic_history import HistoryError, describe
+    from stream_app.kafka.topic_history import HistoryError, describe
 
     config = from_args(args)
     span = span_of(args)

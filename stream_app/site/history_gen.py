@@ -2,7 +2,7 @@
 
 `examples/history-90d.jsonl.gz` is made by this module and nothing else:
 
-    python -m stream_app.history_gen --out examples/history-90d.jsonl.gz
+    python -m stream_app.site.history_gen --out examples/history-90d.jsonl.gz
 
 (no `tokenpool` command needed; the same seed always gives the same bytes). The
 planning tests and the README use the file, and the tests regenerate it to prove it
@@ -51,7 +51,7 @@ from schemas.inputs import (
     UserAccess,
 )
 from schemas.topics import Topic
-from stream_app.synthetic import to_jsonl_lines
+from stream_app.site.synthetic import to_jsonl_lines
 
 START = datetime(2026, 9, 7, tzinfo=UTC)
 """A Monday, midnight UTC: every 28-day period from here holds exactly 20 weekdays."""
@@ -301,7 +301,7 @@ def write(path: str, seed: int = SEED, days: int = DAYS) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m stream_app.history_gen",
+        prog="python -m stream_app.site.history_gen",
         description="Write the bundled 90-day example history (deterministic for a seed).",
     )
     p.add_argument("--out", default="examples/history-90d.jsonl.gz",

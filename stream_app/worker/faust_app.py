@@ -4,7 +4,7 @@ Faust's `exactly_once` is not used: it picks a transactional producer by the par
 record is sent *to*, so the worker's writes to partitions another worker owns (grants
 and ledger marks to every partition, feedback to partition 0) raise, and outputs sent
 through the plain producer leave outside any transaction (faust-streaming issues 177,
-323, 517). The worker runs its own transactions (`stream_app/transactions.py`) and
+323, 517). The worker runs its own transactions (`stream_app/worker/transactions.py`) and
 asks two things of Faust:
 
 - its consumer reads committed records only, so the agents never see a grant or a

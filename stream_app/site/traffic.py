@@ -33,7 +33,7 @@ from schemas import (
     to_micros,
 )
 from stream_app.durations import format_duration, parse_duration
-from stream_app.synthetic import generate, scaled_config
+from stream_app.site.synthetic import generate, scaled_config
 
 log = logging.getLogger("tokenpool.traffic")
 

@@ -17,8 +17,8 @@ from typing import Any
 from schemas import Topic, encode
 from stream_app.config import StreamConfig, add_broker_options, from_args
 from stream_app.settings import add_option
-from stream_app.site_traffic import allocations, day_zero, plan, send_traffic, traffic
-from stream_app.synthetic import DEFAULT_SEED
+from stream_app.site.synthetic import DEFAULT_SEED
+from stream_app.site.traffic import allocations, day_zero, plan, send_traffic, traffic
 
 log = logging.getLogger("tokenpool.load")
 
@@ -57,7 +57,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
 async def _load(config: StreamConfig, args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.broker import client_kwargs
+    from stream_app.kafka.broker import client_kwargs
 
     names = config.topics
     topic_of = {

@@ -6,7 +6,7 @@ task reaches the checkpoint (the session reader or an agent), and under
 assume the opposite: RocksDB files a key under the partition of the event being
 processed (`current_event()`), which at a checkpoint may be another partition's or
 none. These stores ask the key instead (`partition_of_key`), and take changelog
-records as read, in bulk (`stream_app/restore.py`).
+records as read, in bulk (`stream_app/worker/restore.py`).
 """
 
 import asyncio
@@ -17,7 +17,7 @@ import faust
 from faust.stores import by_url, memory
 from faust.types import TP
 
-from stream_app.partition_task import partition_of_key
+from stream_app.worker.partition_task import partition_of_key
 
 try:  # the rocksdb extra (rocksdict): optional
     from faust.stores import rocksdb as _rocksdb

@@ -5,10 +5,10 @@ import asyncio
 
 from aiokafka.errors import KafkaError
 
-from stream_app.broker import BrokerTraits, detect_broker
 from stream_app.config import StreamConfig
-from stream_app.faust_app import FaustInternalsChanged, check_faust_internals
-from stream_app.topics import missing_topics
+from stream_app.kafka.broker import BrokerTraits, detect_broker
+from stream_app.kafka.topics import missing_topics
+from stream_app.worker.faust_app import FaustInternalsChanged, check_faust_internals
 
 TIMEOUT = 60.0
 

@@ -10,12 +10,12 @@ import msgspec
 from adapters.qlik.cli import add_ingest_commands, add_reconcile_command
 from rules import Engine, estimate_tokens
 from schemas import to_micros
+from stream_app.commands.export import add_export_command, add_span_options
+from stream_app.commands.load import add_load_command
+from stream_app.commands.plan import add_plan_command, estimate_from_history
+from stream_app.commands.topics import add_topics_command
 from stream_app.config import add_broker_options
-from stream_app.export_cli import add_export_command, add_span_options
-from stream_app.load_cli import add_load_command
-from stream_app.plan_cli import add_plan_command, estimate_from_history
 from stream_app.settings import add_rule_options, parse_timestamp, rule_config
-from stream_app.topics_cli import add_topics_command
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -76,9 +76,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from stream_app.app import Worker
     from stream_app.config import from_args
-    from stream_app.preflight import PreflightError, preflight
+    from stream_app.worker.app import Worker
+    from stream_app.worker.preflight import PreflightError, preflight
 
     config = from_args(args)
     log = logging.getLogger("tokenpool")
@@ -98,8 +98,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from stream_app import demo
-
+    from stream_app.site import demo
     return demo.run(args)
 
 

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 from schemas import from_micros
 from stream_app.atomic import replaced
 from stream_app.durations import format_duration
-from stream_app.plan_result import Result, num
+from stream_app.planning.result import Result, num
 
 UAP_BREAK_EVEN = 10
 """Passes per 28 days at which a user access pass costs the same as login passes."""

@@ -1,6 +1,6 @@
 """Every run and figure `tokenpool plan` reports, and how figures read to people.
 
-`make_plan` replays a history (through `stream_app.plan_runs`) and asks
+`make_plan` replays a history (through `stream_app.planning.runs`) and asks
 `rules.planning` for the figures; the text report (`plan_text`), the HTML page and
 plots (`plan_report`) and the JSON document (`plan_json`) only present a `Result`.
 """
@@ -14,7 +14,7 @@ from rules.planning import Plan, RunFigures, build_plan, returns_by_day, run_fig
 from rules.scenario import Scenario
 from rules.top_users import Activity, TopUser, top_users
 from schemas import from_micros
-from stream_app.plan_runs import Run, plain, run
+from stream_app.planning.runs import Run, plain, run
 from stream_app.settings import rule_config
 
 

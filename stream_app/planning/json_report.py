@@ -19,7 +19,7 @@ from schemas.plan import (
     TopUserDoc,
 )
 from stream_app.durations import format_duration
-from stream_app.plan_result import Result
+from stream_app.planning.result import Result
 
 
 def _at(us: int | None) -> object:

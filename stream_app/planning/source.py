@@ -10,17 +10,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
 
+from stream_app.commands.export import span_of
 from stream_app.config import StreamConfig, from_args
-from stream_app.export_cli import span_of
-from stream_app.plan_result import Result, make_plan
-from stream_app.plan_runs import EmptyHistory
-from stream_app.topic_history import (
+from stream_app.kafka.topic_history import (
     HistoryError,
     ReadReport,
     Span,
     describe,
     read_history,
 )
+from stream_app.planning.result import Result, make_plan
+from stream_app.planning.runs import EmptyHistory
 
 
 @contextlib.contextmanager

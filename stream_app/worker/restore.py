@@ -8,7 +8,7 @@ per-message path (a task and a wait per message, a queue, a wait per event): abo
 each active changelog partition, the offset its table holds (`_build_offsets`), the
 partitions are read here with a separate, group-less aiokafka consumer up to the end
 of the log, in fetches of thousands of records, and applied batch by batch: to a
-`MemoryStore` (`stream_app/tables.py`) as they are, otherwise through the table's
+`MemoryStore` (`stream_app/worker/tables.py`) as they are, otherwise through the table's
 `apply_changelog_batch` (events decoded by the changelog topic, as Faust does). Each
 applied batch advances Faust's offset for its partition, so Faust then finds nothing
 left to read, or reads on from where this stopped: a rebalance (Faust cancels the
@@ -36,7 +36,7 @@ from faust.types import TP
 from faust.types.enums import ProcessingGuarantee
 from faust.types.tuples import ConsumerMessage
 
-from stream_app.faust_app import BeforeRestore
+from stream_app.worker.faust_app import BeforeRestore
 
 log = logging.getLogger("tokenpool.restore")
 

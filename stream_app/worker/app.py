@@ -48,13 +48,20 @@ from schemas.internal import (
     LedgerMark,
     Tick,
 )
-from stream_app import restore
-from stream_app.broker import BrokerTraits, client_kwargs
-from stream_app.checkpoints import LEDGER_WRITER, CheckpointWriter, partition_writer
 from stream_app.config import StreamConfig
-from stream_app.faust_app import TokenpoolApp
-from stream_app.input_rewind import InputRewinder
-from stream_app.partition_task import (
+from stream_app.kafka.broker import BrokerTraits, client_kwargs
+from stream_app.kafka.topics import (
+    MAX_RECORD_BYTES,
+    changelog_topic,
+    feedback_topic,
+    grants_topic,
+    ticks_topic,
+)
+from stream_app.worker import restore
+from stream_app.worker.checkpoints import LEDGER_WRITER, CheckpointWriter, partition_writer
+from stream_app.worker.faust_app import TokenpoolApp
+from stream_app.worker.input_rewind import InputRewinder
+from stream_app.worker.partition_task import (
     ENDS,
     GRANTS,
     HEARTBEATS,
@@ -63,16 +70,9 @@ from stream_app.partition_task import (
     PartitionTask,
     record_key,
 )
-from stream_app.session_reader import AT_END, UNKNOWN, SessionReader
-from stream_app.tables import PartitionedTable
-from stream_app.topics import (
-    MAX_RECORD_BYTES,
-    changelog_topic,
-    feedback_topic,
-    grants_topic,
-    ticks_topic,
-)
-from stream_app.transactions import TransactionalWriters
+from stream_app.worker.session_reader import AT_END, UNKNOWN, SessionReader
+from stream_app.worker.tables import PartitionedTable
+from stream_app.worker.transactions import TransactionalWriters
 
 log = logging.getLogger("tokenpool.worker")
 
@@ -207,8 +207,7 @@ class Worker:
             read_committed=self.exactly_once,
             relevant={grants_topic(config): _not_a_mark},
         )
-        from stream_app import web
-
+        from stream_app.worker import web
         self.registry = web.install(self)
 
     # -- wiring ------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """`tokenpool plan` and `tokenpool estimate --from-history`: token purchases from a
 history, per group, with the figures that back them.
 
-A thin shell: the runs and figures come from `stream_app.plan_result` (replays through
-`stream_app.plan_runs`, figures from `rules.planning`), the text from `plan_text`,
+A thin shell: the runs and figures come from `stream_app.planning.result` (replays through
+`stream_app.planning.runs`, figures from `rules.planning`), the text from `plan_text`,
 pictures and HTML from `plan_report`, which imports nothing of this module.
 """
 
@@ -16,13 +16,13 @@ import msgspec
 
 from rules.planning import build_plan
 from rules.scenario import Scenario
+from stream_app.commands.export import SPAN_HELP, add_span_options
 from stream_app.config import add_broker_options
 from stream_app.durations import format_duration, parse_duration
-from stream_app.export_cli import SPAN_HELP, add_span_options
-from stream_app.plan_result import num
-from stream_app.plan_runs import plain, run
-from stream_app.plan_source import FAILURES, history, plan_from
-from stream_app.plan_text import write_text
+from stream_app.planning.result import num
+from stream_app.planning.runs import plain, run
+from stream_app.planning.source import FAILURES, history, plan_from
+from stream_app.planning.text import write_text
 from stream_app.settings import add_option, add_rule_options, rule_config
 
 
@@ -102,7 +102,7 @@ def add_plan_command(sub: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     if args.every is not None:
-        from stream_app.plan_schedule import run_every
+        from stream_app.planning.schedule import run_every
 
         return run_every(args)
     try:
@@ -111,15 +111,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"tokenpool plan: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        from stream_app import plan_json
-
+        from stream_app.planning import json_report as plan_json
         sys.stdout.buffer.write(plan_json.encode(result, args))
         sys.stdout.flush()
     else:
         write_text(result, args, sys.stdout)
     if args.out or args.png:
         try:
-            from stream_app import plan_report
+            from stream_app.planning import report as plan_report
         except ImportError as exc:
             print(f"tokenpool plan: plots need matplotlib ({exc}): "
                   "pip install 'tokenpool[plan]'", file=sys.stderr)

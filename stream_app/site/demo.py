@@ -45,7 +45,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import Topic, encode
 from stream_app.config import StreamConfig
-from stream_app.site_traffic import (
+from stream_app.site.synthetic import DEFAULT_SEED
+from stream_app.site.traffic import (
     allocations,
     day_zero,
     plan,
@@ -54,7 +55,6 @@ from stream_app.site_traffic import (
     time_scale_of,
     traffic,
 )
-from stream_app.synthetic import DEFAULT_SEED
 
 log = logging.getLogger("tokenpool.demo")
 
@@ -229,7 +229,7 @@ class WorkerProcess:
         return self.proc.pid if self.proc is not None else None
 
     def start(self) -> None:
-        from stream_app.broker import _die_with_parent
+        from stream_app.kafka.broker import _die_with_parent
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENPOOL_")}
         with open(self.log_path, "ab") as out:
@@ -340,7 +340,7 @@ class Demo:
             loop.add_signal_handler(sig, self._on_signal, sig)
         producer = None
         try:
-            from stream_app.topics import create_topics
+            from stream_app.kafka.topics import create_topics
 
             report = await create_topics(self.config)
             log.info("topics ready created=%d app_id=%s partitions=%d", len(report.created),
@@ -441,7 +441,7 @@ class Demo:
     async def _producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        from stream_app.broker import client_kwargs
+        from stream_app.kafka.broker import client_kwargs
 
         producer = AIOKafkaProducer(**client_kwargs(self.config), linger_ms=5)
         await producer.start()
@@ -563,7 +563,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokenpool demo: {problem}", file=sys.stderr)
         return 2
 
-    from stream_app.broker import BrokerStartError, EmbeddedBroker
+    from stream_app.kafka.broker import BrokerStartError, EmbeddedBroker
 
     screen = Screen(sys.stdout)
     log_filter = _EraseBeforeLog(screen) if screen.tty else None
@@ -578,7 +578,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         broker.start()
         if not log.isEnabledFor(logging.DEBUG):  # one line per topic is noise here
-            logging.getLogger("stream_app.broker").setLevel(logging.WARNING)
+            logging.getLogger("stream_app.kafka.broker").setLevel(logging.WARNING)
         demo = Demo(args, broker.bootstrap, workdir, screen)
         code = asyncio.run(demo.run())
     except KeyboardInterrupt as exc:
