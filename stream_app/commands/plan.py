@@ -1,9 +1,10 @@
-"""`tokenpool plan` and `tokenpool estimate --from-history`: token purchases from a
-history, per group, with the figures that back them.
+"""`tokenpool plan`: token purchases from a history, per group, with the figures that
+back them.
 
 A thin shell: the runs and figures come from `stream_app.planning.result` (replays through
-`stream_app.planning.runs`, figures from `rules.planning`), the text from `plan_text`,
-pictures and HTML from `plan_report`, which imports nothing of this module.
+`stream_app.planning.runs`, figures from `rules.planning`), the text from
+`stream_app.planning.text`, pictures and HTML from `stream_app.planning.report`, none of
+which imports the command line.
 """
 
 import argparse
@@ -12,18 +13,12 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
-import msgspec
-
-from rules.planning import build_plan
-from rules.scenario import Scenario
-from stream_app.commands.export import SPAN_HELP, add_span_options
 from stream_app.config import add_broker_options
 from stream_app.durations import format_duration, parse_duration
-from stream_app.planning.result import num
-from stream_app.planning.runs import plain, run
-from stream_app.planning.source import FAILURES, history, plan_from
+from stream_app.kafka.span import SPAN_HELP, add_span_options
+from stream_app.planning.source import FAILURES, plan_from
 from stream_app.planning.text import write_text
-from stream_app.settings import add_option, add_rule_options, rule_config
+from stream_app.settings import add_option, add_rule_options
 
 
 def _group_tokens(text: str) -> tuple[str, int]:
@@ -39,7 +34,8 @@ def _group_tokens(text: str) -> tuple[str, int]:
     return group, tokens
 
 
-def _buffer(text: str) -> Fraction:
+def parse_buffer(text: str) -> Fraction:
+    """`--buffer`: headroom in percent, any non-negative number (exact)."""
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
@@ -74,7 +70,7 @@ def add_plan_command(sub: Any) -> None:
     p.add_argument("file", nargs="?", metavar="HISTORY.jsonl",
                    help="replay file (.gz is read too); without it, the input topics on "
                    "--broker")
-    p.add_argument("--buffer", type=_buffer, default=Fraction(20),
+    p.add_argument("--buffer", type=parse_buffer, default=Fraction(20),
                    help="headroom in percent on top of usage (default: 20)")
     p.add_argument("--horizon", type=parse_duration, default=timedelta(days=28),
                    help="how far ahead the returns calendar looks (default: 28d)")
@@ -97,10 +93,10 @@ def add_plan_command(sub: Any) -> None:
     add_span_options(p)
     add_broker_options(p)
     add_rule_options(p)
-    p.set_defaults(func=cmd_plan)
+    p.set_defaults(func=main)
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     if args.every is not None:
         from stream_app.planning.schedule import run_every
 
@@ -134,33 +130,4 @@ def cmd_plan(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"tokenpool plan: {exc}", file=sys.stderr)
             return 2
-    return 0
-
-
-def estimate_from_history(args: argparse.Namespace) -> int:
-    """`tokenpool estimate --from-history`: the seed's formula per group, with people and
-    passes per person taken from the history's demand run."""
-    try:
-        buffer = _buffer(str(args.buffer))
-        config = rule_config(args)
-        with history(args.from_history, args, "estimate") as path, plain(path) as replay:
-            demand = run(replay, Scenario.demand(), config)
-    except (*FAILURES, argparse.ArgumentTypeError) as exc:
-        print(f"tokenpool estimate: {exc}", file=sys.stderr)
-        return 2
-    span = config.pass_lifetime // timedelta(microseconds=1)
-    plan = build_plan(demand.usage, demand.usage, {}, demand.scenario.uap_holders,
-                      demand.start, demand.end, span, buffer, 10, config.passes_per_token)
-    estimates = {g.group: g.formula for g in plan.groups if g.people}
-    if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(estimates) + b"\n")
-        return 0
-    for name, f in estimates.items():
-        print(f"{name}: {f.people} people x {num(Fraction(f.passes_per_person))} passes"
-              f" x (1 + {f.buffer_percent}%) / 10 = {num(Fraction(f.exact))} -> {f.tokens} tokens")
-    print(f"total: {sum(f.tokens for f in estimates.values())} tokens")
-    heavy = sum(len(g.uap_candidates) for g in plan.groups)
-    if heavy:
-        print(f"{heavy} users used more than 10 passes in some 28 days: a user access pass "
-              "each is cheaper (tokenpool plan lists them)")
     return 0

@@ -50,10 +50,10 @@ def add_topics_command(subparsers: "argparse._SubParsersAction[Any]") -> None:
                format_duration)
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for the broker (default: 30)")
-    p.set_defaults(func=_cmd_topics_create)
+    p.set_defaults(func=main)
 
 
-def _cmd_topics_create(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     # Imported here so that registering the command does not load aiokafka.
     from aiokafka.errors import KafkaError
 

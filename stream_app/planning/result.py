@@ -1,8 +1,8 @@
 """Every run and figure `tokenpool plan` reports, and how figures read to people.
 
 `make_plan` replays a history (through `stream_app.planning.runs`) and asks
-`rules.planning` for the figures; the text report (`plan_text`), the HTML page and
-plots (`plan_report`) and the JSON document (`plan_json`) only present a `Result`.
+`rules.planning` for the figures; the text report (`text`), the HTML page and
+plots (`report`) and the JSON document (`json_report`) only present a `Result`.
 """
 
 import argparse

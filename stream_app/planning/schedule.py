@@ -1,7 +1,7 @@
 """`tokenpool plan --every PERIOD --out REPORT.html`: the operators' report, made again
 from the broker's input topics every period (the compose file's `report` service).
 
-Each run reads the topics (`plan_source.plan_from`), plans, and replaces the page whole
+Each run reads the topics (`source.plan_from`), plans, and replaces the page whole
 (`stream_app.atomic`): whoever reads the previous report never sees part of the next.
 A run that fails (the broker does not answer, a topic is missing, no event yet) is
 logged and leaves the previous report as it was; the next period tries again. Runs

@@ -10,8 +10,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from stream_app.commands.export import span_of
 from stream_app.config import StreamConfig, from_args
+from stream_app.kafka.span import span_of
 from stream_app.kafka.topic_history import (
     HistoryError,
     ReadReport,

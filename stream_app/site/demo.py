@@ -6,13 +6,13 @@ What runs:
    with every topic created;
 2. one `tokenpool worker` subprocess in live mode, its rule durations compressed by
    the same factor as the traffic (`synthetic.scaled_config`);
-3. a synthetic site (`site_traffic` over `synthetic.generate`: the seed's profile,
+3. a synthetic site (`traffic` over `synthetic.generate`: the seed's profile,
    103 users who log in a few times per 28 days) whose events are stamped with
    wall-clock time and sent when they are due, so 28 days pass in about 35 seconds
    and both consumptions and returns (R7) show within a minute;
 4. a per-group table read from the worker's `/metrics`, once a second.
 
-Groups are sized as `site_traffic` explains: the last one runs short on purpose.
+Groups are sized as `traffic` explains: the last one runs short on purpose.
 
 The run ends on Ctrl-C, SIGTERM or `--duration`; then the producer, the worker
 (SIGTERM, then SIGKILL of its process group) and the broker are stopped, in that
