@@ -18,17 +18,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from stream_app.worker.timing import CATCH_UP_AFTER, LOOK_EVERY, PROBE_STALL, RESEEK_AFTER
+
 log = logging.getLogger("tokenpool.worker")
 
-CATCH_UP_AFTER = 5.0
-"""Seconds records past the applied ones may stay out of sight before a rewind."""
-RESEEK_AFTER = 0.5
-"""Seconds after which a rewind not yet seen through is made again: records fetched
-before the seek may still come, and one passing while it is made undoes it."""
-LOOK_EVERY = 1.0
-"""Seconds between two looks into the same partition for records past the applied."""
-PROBE_STALL = 10.0
-"""Seconds without a record before a look into a partition gives up."""
 
 Relevant = Callable[[bytes | None], bool]
 

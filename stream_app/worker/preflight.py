@@ -9,8 +9,7 @@ from stream_app.config import StreamConfig
 from stream_app.kafka.broker import BrokerTraits, detect_broker
 from stream_app.kafka.topics import missing_topics
 from stream_app.worker.faust_app import FaustInternalsChanged, check_faust_internals
-
-TIMEOUT = 60.0
+from stream_app.worker.timing import PREFLIGHT_TIMEOUT
 
 
 class PreflightError(RuntimeError):
@@ -41,5 +40,5 @@ def preflight(config: StreamConfig) -> BrokerTraits:
 
 
 async def _ask(config: StreamConfig) -> tuple[BrokerTraits, list[str]]:
-    broker = await asyncio.wait_for(detect_broker(config), TIMEOUT)
-    return broker, await missing_topics(config, timeout=TIMEOUT)
+    broker = await asyncio.wait_for(detect_broker(config), PREFLIGHT_TIMEOUT)
+    return broker, await missing_topics(config, timeout=PREFLIGHT_TIMEOUT)

@@ -37,6 +37,7 @@ from faust.types.enums import ProcessingGuarantee
 from faust.types.tuples import ConsumerMessage
 
 from stream_app.worker.faust_app import BeforeRestore
+from stream_app.worker.timing import RESTORE_FETCH_WAIT_MS
 
 log = logging.getLogger("tokenpool.restore")
 
@@ -46,8 +47,6 @@ PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 """Bytes per partition and fetch (a larger single record still comes whole)."""
 FETCH_BYTES = 16 * 1024 * 1024
 """Bytes per fetch response: what the read holds at once stays bounded."""
-FETCH_WAIT_MS = 50
-"""How long the broker may hold a fetch that finds nothing (an empty partition)."""
 
 
 class BulkRecovery(Recovery):
@@ -89,7 +88,7 @@ class BulkRecovery(Recovery):
             max_poll_records=FETCH_RECORDS,
             max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
             fetch_max_bytes=FETCH_BYTES,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_max_wait_ms=RESTORE_FETCH_WAIT_MS,
             request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
             check_crcs=conf.broker_check_crcs,
             isolation_level="read_committed" if read_committed else "read_uncommitted",
@@ -108,7 +107,7 @@ class BulkRecovery(Recovery):
             for tp in pending:
                 reader.seek(tp, max(offsets[tp] + 1, 0))
             while pending:
-                batch = await reader.getmany(*pending, timeout_ms=FETCH_WAIT_MS * 4)
+                batch = await reader.getmany(*pending, timeout_ms=RESTORE_FETCH_WAIT_MS * 4)
                 for tp, records in batch.items():
                     if records:
                         offsets[tp] = await self._apply(TP(tp.topic, tp.partition), records)

@@ -23,14 +23,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from stream_app.worker.timing import SESSION_FETCH_WAIT_MS, SESSION_RETRY_AFTER
+
 log = logging.getLogger("tokenpool.worker")
 
-FETCH_WAIT_MS = 100
-"""Longest a fetch waits for records: also how soon an assignment change takes effect."""
 MAX_RECORDS = 2000
 """Records handed over per batch at most (one checkpoint's worth of inputs)."""
-RETRY_AFTER = 1.0
-"""Seconds before reading again after the broker refused a fetch."""
 
 END = -1
 """Start offset of a watched partition: its end; its records are never handed over."""
@@ -167,11 +165,11 @@ class SessionReader:
                 if self._want_ends:  # a merge waits on it: before the next fetch
                     await self._ask_ends(consumer)
                 try:
-                    batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS,
+                    batch = await consumer.getmany(timeout_ms=SESSION_FETCH_WAIT_MS,
                                                    max_records=MAX_RECORDS)
                 except KafkaError as exc:
                     log.warning("session topics: fetch failed, reading again: %r", exc)
-                    await asyncio.sleep(RETRY_AFTER)
+                    await asyncio.sleep(SESSION_RETRY_AFTER)
                     continue
                 fresh = self._fresh(batch)
                 if fresh:

@@ -20,15 +20,10 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import RecordMetadata
 
 from stream_app.kafka.topics import MAX_RECORD_BYTES
+from stream_app.worker.timing import TRANSACTION_RETRY_AFTER, TRANSACTION_TIMEOUT_MS
 
 log = logging.getLogger("tokenpool.transactions")
 
-TRANSACTION_TIMEOUT_MS = 30_000
-"""How long the broker lets a transaction stay open: a worker killed mid-checkpoint
-holds back `read_committed` readers of its partitions this long at most, when no other
-worker takes the partition over (which aborts it at once)."""
-RETRY_AFTER = 1.0
-"""Seconds before a checkpoint the broker refused is written again (a leader moving)."""
 
 
 class Record(NamedTuple):
@@ -132,7 +127,7 @@ class TransactionalWriters:
                                     "records=%d: %r", writer, len(records), exc)
                         await _stop(producer)
                         self._broken.add(writer)
-            await asyncio.sleep(RETRY_AFTER)
+            await asyncio.sleep(TRANSACTION_RETRY_AFTER)
 
     async def close(self) -> None:
         for writer in list(self._producers):

@@ -16,7 +16,7 @@ from worker_process import WorkerProcess, wait_split
 
 from stream_app.config import StreamConfig
 from stream_app.kafka.topics import create_topics
-from stream_app.worker.app import static_member_id
+from stream_app.worker.wiring import static_member_id
 
 
 def _revocations(worker: WorkerProcess) -> int:
