@@ -143,7 +143,7 @@ class _Reader:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.errors import KafkaError
 
-        from stream_app.kafka.broker import client_kwargs
+        from stream_app.kafka.client import client_kwargs
 
         began = time.monotonic()
         kwargs = client_kwargs(self.config)

@@ -32,7 +32,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream_app.config import INPUT_RETENTION, OUTPUT_RETENTION, StreamConfig
-from stream_app.kafka.broker import client_kwargs
+from stream_app.kafka.client import client_kwargs
 
 log = logging.getLogger(__name__)
 

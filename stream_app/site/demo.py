@@ -23,11 +23,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,13 +35,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
-
-import msgspec
-from prometheus_client.parser import text_string_to_metric_families
+from typing import Any
 
 from schemas import Topic, encode
 from stream_app.config import StreamConfig
+from stream_app.site.demo_screen import EraseBeforeLog, GroupRow, Screen, render, scrape
+from stream_app.site.demo_worker import WorkerProcess, port_is_free
 from stream_app.site.synthetic import DEFAULT_SEED
 from stream_app.site.traffic import (
     allocations,
@@ -64,237 +60,6 @@ TICK_INTERVAL = "500ms"
 IDLE_WAIT = "200ms"
 """The worker's merge wait for an empty input topic (the grants topic mostly is)."""
 WORKER_READY_TIMEOUT = 90.0
-WORKER_STOP_TIMEOUT = 5.0
-"""Seconds the worker gets to stop after SIGTERM. Its state lives in the demo's
-in-memory broker, so a slow graceful stop buys nothing."""
-PLAIN_REPORT_EVERY = 5.0
-"""Seconds between two tables when stdout is not a terminal."""
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-@dataclass
-class GroupRow:
-    capacity: int = 0
-    available: int = 0
-    in_use: int = 0
-    open_sessions: int = 0
-    consumed: int = 0
-    returned: int = 0
-    denied: int = 0
-
-
-_GAUGES = {
-    "tokenpool_pool_capacity_passes": "capacity",
-    "tokenpool_pool_available_passes": "available",
-    "tokenpool_pool_in_use_passes": "in_use",
-    "tokenpool_open_sessions": "open_sessions",
-}
-_COUNTERS = {
-    "tokenpool_passes_consumed_total": "consumed",
-    "tokenpool_passes_returned_total": "returned",
-    "tokenpool_access_denied_total": "denied",
-}
-
-
-def parse_metrics(text: str) -> dict[str, GroupRow]:
-    """Per-group figures from the worker's Prometheus text; counters summed over
-    their `reason` label."""
-    rows: dict[str, GroupRow] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            name = _GAUGES.get(sample.name) or _COUNTERS.get(sample.name)
-            group = sample.labels.get("group")
-            if name is None or group is None:
-                continue
-            row = rows.setdefault(group, GroupRow())
-            value = int(sample.value)
-            setattr(row, name, getattr(row, name) + value if name in _COUNTERS.values()
-                    else value)
-    return rows
-
-
-def scrape(url: str, timeout: float = 2.0) -> dict[str, GroupRow]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return parse_metrics(response.read().decode())
-
-
-_COLUMNS = ("group", "capacity", "available", "in use", "open sessions", "consumed",
-            "returned", "denied")
-
-
-def render(rows: dict[str, GroupRow], headline: str) -> list[str]:
-    widths = [max(6, len(c)) for c in _COLUMNS]
-    widths[0] = max([5, *(len(g) for g in rows)])
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest])
-
-    out = [headline, line(list(_COLUMNS))]
-    total = GroupRow()
-    for group in sorted(rows):
-        r = rows[group]
-        out.append(line([group, *(str(v) for v in _row_values(r))]))
-        for name in GroupRow.__dataclass_fields__:
-            setattr(total, name, getattr(total, name) + getattr(r, name))
-    if len(rows) > 1:
-        out.append(line(["all", *(str(v) for v in _row_values(total))]))
-    if not rows:
-        out.append("(no group reported yet)")
-    return out
-
-
-def _row_values(r: GroupRow) -> tuple[int, ...]:
-    return (r.capacity, r.available, r.in_use, r.open_sessions, r.consumed, r.returned,
-            r.denied)
-
-
-class Screen:
-    """The table on stdout: redrawn in place on a terminal, appended otherwise."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._drawn = 0
-        self._last_plain = 0.0
-
-    def show(self, lines: list[str], *, final: bool = False) -> None:
-        if self.tty:
-            self.erase()
-            # A wrapped line would break the redraw: cut lines to the terminal width.
-            width = shutil.get_terminal_size().columns - 1
-            self._write("\n".join(line[:width] for line in lines) + "\n")
-            self._drawn = 0 if final else len(lines)
-            return
-        now = time.monotonic()
-        if final or now - self._last_plain >= PLAIN_REPORT_EVERY:
-            self._last_plain = now
-            self._write("\n".join(lines) + "\n\n")
-
-    def erase(self) -> None:
-        """Remove the table from a terminal (before a log line is written)."""
-        if self._drawn:
-            self._write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
-
-    def say(self, text: str) -> None:
-        self.erase()
-        self._write(text + "\n")
-
-    def _write(self, text: str) -> None:
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            self.stream.write(text)
-            self.stream.flush()
-
-
-class _EraseBeforeLog(logging.Filter):
-    def __init__(self, screen: Screen) -> None:
-        super().__init__()
-        self.screen = screen
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.screen.erase()
-        return True
-
-
-# --------------------------------------------------------------------------- worker
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a server could listen on it now (SO_REUSEADDR, as the worker's web
-    server does: connections of a previous run in TIME_WAIT do not count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-class WorkerProcess:
-    """`python -m stream_app worker` in its own process group, logging to a file."""
-
-    def __init__(self, args: list[str], log_path: Path, web_port: int) -> None:
-        self.args = args
-        self.log_path = log_path
-        self.base_url = f"http://127.0.0.1:{web_port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def start(self) -> None:
-        from stream_app.kafka.broker import _die_with_parent
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENPOOL_")}
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        log.info("worker started pid=%d log=%s", self.proc.pid, self.log_path)
-
-    def exited(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def health(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(self.base_url + "/health", timeout=2) as r:
-                data: dict[str, Any] = msgspec.json.decode(r.read())
-                return data
-        except (OSError, msgspec.DecodeError):
-            return None
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no worker log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    async def stop(self, timeout: float = WORKER_STOP_TIMEOUT) -> None:
-        """SIGTERM the process group, SIGKILL what is left after `timeout`, reap."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        self._signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while not self._has_exited():
-            if time.monotonic() > deadline:
-                log.warning("worker still running %.0fs after SIGTERM, killing its "
-                            "process group pid=%d", timeout, proc.pid)
-                break
-            await asyncio.sleep(0.1)
-        self._signal(signal.SIGKILL)  # whatever is left in its group
-        await asyncio.to_thread(proc.wait, 10)
-        log.info("worker stopped pid=%d status=%s", proc.pid, proc.returncode)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        """Only while the leader is unreaped, so its group id cannot have been reused."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-
-    def _has_exited(self) -> bool:
-        """Exited, without reaping it (see `_signal`)."""
-        assert self.proc is not None
-        if self.proc.returncode is not None:
-            return True
-        try:
-            return os.waitid(os.P_PID, self.proc.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return True
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -441,7 +206,7 @@ class Demo:
     async def _producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        from stream_app.kafka.broker import client_kwargs
+        from stream_app.kafka.client import client_kwargs
 
         producer = AIOKafkaProducer(**client_kwargs(self.config), linger_ms=5)
         await producer.start()
@@ -566,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
     from stream_app.kafka.broker import BrokerStartError, EmbeddedBroker
 
     screen = Screen(sys.stdout)
-    log_filter = _EraseBeforeLog(screen) if screen.tty else None
+    log_filter = EraseBeforeLog(screen) if screen.tty else None
     handlers = logging.getLogger().handlers
     if log_filter is not None:
         for handler in handlers:

@@ -39,7 +39,7 @@ async def send_history(config: StreamConfig, lines: Iterable[bytes],
     once the broker acknowledged them all."""
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.kafka.broker import client_kwargs
+    from stream_app.kafka.client import client_kwargs
 
     producer = AIOKafkaProducer(**client_kwargs(config), linger_ms=20,
                                 max_batch_size=512 << 10, acks="all")

@@ -20,7 +20,7 @@ async def load(config: StreamConfig, args: argparse.Namespace) -> int:
     SIGTERM; 1 if sending failed."""
     from aiokafka import AIOKafkaProducer
 
-    from stream_app.kafka.broker import client_kwargs
+    from stream_app.kafka.client import client_kwargs
 
     names = config.topics
     topic_of = {

@@ -25,7 +25,7 @@ from faust.types import TP
 
 from rules import Config
 from stream_app.config import StreamConfig
-from stream_app.kafka.broker import BrokerTraits, client_kwargs
+from stream_app.kafka.client import BrokerTraits, client_kwargs
 from stream_app.kafka.topics import grants_topic
 from stream_app.worker import wiring
 from stream_app.worker.checkpointing import Checkpointing

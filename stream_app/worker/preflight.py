@@ -6,7 +6,7 @@ import asyncio
 from aiokafka.errors import KafkaError
 
 from stream_app.config import StreamConfig
-from stream_app.kafka.broker import BrokerTraits, detect_broker
+from stream_app.kafka.client import BrokerTraits, detect_broker
 from stream_app.kafka.topics import missing_topics
 from stream_app.worker.faust_app import FaustInternalsChanged, check_faust_internals
 from stream_app.worker.timing import PREFLIGHT_TIMEOUT

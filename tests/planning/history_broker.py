@@ -12,7 +12,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from stream_app.config import StreamConfig, TopicNames
-from stream_app.kafka.broker import client_kwargs
+from stream_app.kafka.client import client_kwargs
 from stream_app.kafka.topics import create_topics
 from stream_app.site.history_producer import send_history
 

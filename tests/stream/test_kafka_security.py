@@ -27,7 +27,7 @@ from worker_process import ROOT, WorkerProcess
 
 from stream_app.config import Secret, Security, StreamConfig
 from stream_app.kafka.apache_kafka import KafkaCluster
-from stream_app.kafka.broker import client_kwargs
+from stream_app.kafka.client import client_kwargs
 from stream_app.kafka.topics import create_topics
 
 pytestmark = pytest.mark.kafka_only

@@ -7,7 +7,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from kafka_helpers import StreamConfigFactory
 
-from stream_app.kafka.broker import client_kwargs
+from stream_app.kafka.client import client_kwargs
 from stream_app.kafka.topics import create_topics
 from stream_app.worker.session_reader import SessionReader
 
