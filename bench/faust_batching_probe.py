@@ -7,7 +7,7 @@ time order, keyed by group, JSON as on the real topics) are written ONCE to thre
 of them from the start with a fresh consumer group, in its own subprocess, `--runs`
 times; the order of the variants rotates from run to run, so a busy moment of the
 (shared) machine does not fall on one variant only. Faust variants use the worker's
-Faust settings (`bench.forward_app.FAUST_SETTINGS`, the same as `stream_app/worker/app.py`:
+Faust settings (`bench.forward_app.FAUST_SETTINGS`, the same as `stream_app/worker/wiring.py`:
 producer_linger 0.005, broker_max_poll_records 2000, stream_buffer_maxsize 16384,
 stream_wait_empty False, memory store, web server on), session timeout 10 s.
 
