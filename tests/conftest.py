@@ -18,6 +18,7 @@ Markers (pyproject.toml):
   rules); runs with Kafka.
 """
 
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -52,7 +53,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (dropped if item.get_closest_marker(other) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    items[:] = kept
+
+
+class HalfwayOrder:
+    """TOKENPOOL_TEST_ORDER=halfway: the tests that will run, from the module at the
+    middle of the run to the end, then the first half (each module whole, in its
+    order). Two broker lines run side by side this way do not reach their heaviest
+    module (three-node clusters) together; it also shows a test that leans on one
+    that ran before it. After every other hook: the middle of what runs."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if not items:
+            return
+        middle = items[len(items) // 2].nodeid.split("::")[0] + "::"
+        start = next(i for i, item in enumerate(items) if item.nodeid.startswith(middle))
+        items[:] = items[start:] + items[:start]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("TOKENPOOL_TEST_ORDER") == "halfway":
+        config.pluginmanager.register(HalfwayOrder(), "tokenpool-halfway-order")
 
 
 @pytest.fixture(scope="session")

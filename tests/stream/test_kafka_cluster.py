@@ -44,7 +44,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, broker_kind) -> Iterator[K
 
 def _run(cluster: KafkaCluster, stream_config, tmp_path: Path, guarantee: str,
          fault, capsys: pytest.CaptureFixture[str], name: str) -> None:
-    config = stream_config(broker=cluster.bootstrap, mode="replay", guarantee=guarantee)
+    # Every node registered and every replica in sync first: a node the controller
+    # fenced for a missed heartbeat (a loaded machine) would leave `topics create`
+    # counting two brokers. Three replicas are asked for outright.
+    cluster.wait_ready()
+    cluster.wait_in_sync()
+    config = stream_config(broker=cluster.bootstrap, mode="replay", guarantee=guarantee,
+                           replication_factor=3)
     report = asyncio.run(create_topics(config))
     assert report.replication == 3
     records = random_workload(EVENTS)
