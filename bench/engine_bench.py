@@ -66,7 +66,7 @@ from schemas import (
     to_micros,
 )
 from schemas.timestamps import EPOCH
-from stream_app.synthetic import DEFAULT_SEED, DEFAULT_START, generate
+from stream_app.site.synthetic import DEFAULT_SEED, DEFAULT_START, generate
 
 THROUGHPUT_GOAL = 0.20
 """Issue 6's goal; issue 2 asked for 15 %."""

@@ -1,7 +1,7 @@
 """`tokenpool export` beside `tokenpool replay` of the same events, and what the input
 topics take on the broker's disk per event (the README's disk per 1 000 users).
 
-A synthetic site (`stream_app.synthetic.generate`: --users users in 50 groups over
+A synthetic site (`stream_app.site.synthetic.generate`: --users users in 50 groups over
 --days days, the seed's profile) is produced to fresh input topics on a broker the
 bench starts (Apache Kafka, one KRaft node, as the test suite runs it; `--broker
 tansu` for the embedded one): one producer, batched, keyed by group, no compression,
@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stream_app import apache_kafka
-from stream_app.broker import EmbeddedBroker
 from stream_app.config import StreamConfig, TopicNames
-from stream_app.history_producer import event_time, send_history
-from stream_app.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
-from stream_app.topics import create_topics
+from stream_app.kafka import apache_kafka
+from stream_app.kafka.broker import EmbeddedBroker
+from stream_app.kafka.topics import create_topics
+from stream_app.site.history_producer import event_time, send_history
+from stream_app.site.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RETENTION_DAYS = 400

@@ -7,7 +7,7 @@ time order, keyed by group, JSON as on the real topics) are written ONCE to thre
 of them from the start with a fresh consumer group, in its own subprocess, `--runs`
 times; the order of the variants rotates from run to run, so a busy moment of the
 (shared) machine does not fall on one variant only. Faust variants use the worker's
-Faust settings (`bench.forward_app.FAUST_SETTINGS`, the same as `stream_app/app.py`:
+Faust settings (`bench.forward_app.FAUST_SETTINGS`, the same as `stream_app/worker/wiring.py`:
 producer_linger 0.005, broker_max_poll_records 2000, stream_buffer_maxsize 16384,
 stream_wait_empty False, memory store, web server on), session timeout 10 s.
 
@@ -77,8 +77,8 @@ from bench.harness.kafka_io import drain
 from bench.harness.processes import SESSION_TIMEOUT, work_dir
 from bench.harness.report import machine_line
 from schemas import Topic, encode
-from stream_app.broker import EmbeddedBroker, free_port
-from stream_app.synthetic import generate
+from stream_app.kafka.broker import EmbeddedBroker, free_port
+from stream_app.site.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

@@ -16,7 +16,7 @@ PARTITIONS = 4
 FIRST_EVENT = "forward first event"
 """Logged with the agent's first event: when its processing starts."""
 
-# The worker's Faust settings (stream_app/app.py), given to the forward-only agent too.
+# The worker's Faust settings (stream_app/worker/wiring.py), given to the forward-only agent too.
 FAUST_SETTINGS: dict[str, Any] = {
     "producer_linger": 0.005,
     "stream_buffer_maxsize": 16384,

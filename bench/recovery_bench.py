@@ -28,8 +28,8 @@ from rules import Config
 from schemas import LoginGroup, Topic
 from schemas.internal import GroupTokens
 from stream_app.config import StreamConfig
-from stream_app.partition_task import ENDS, HEARTBEATS, STARTS, PartitionTask
-from stream_app.synthetic import DEFAULT_SEED, generate
+from stream_app.site.synthetic import DEFAULT_SEED, generate
+from stream_app.worker.partition_task import ENDS, HEARTBEATS, STARTS, PartitionTask
 
 GOAL = 3.0
 PARTITIONS = 4

@@ -1,6 +1,6 @@
 """`tokenpool replay` end to end on a large history, beside reading the same file.
 
-A synthetic site (`stream_app.synthetic.generate`) large enough for `--events` events
+A synthetic site (`stream_app.site.synthetic.generate`) large enough for `--events` events
 (1 000 000 by default) is written as a replay file once, untimed. Then, alternating,
 each `--runs` times (median):
 
@@ -32,7 +32,7 @@ import msgspec
 
 from bench import compiled
 from schemas import INPUT_TOPICS, ReplayRecord, input_decoder
-from stream_app.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
+from stream_app.site.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
 
 GOAL = 200_000
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from bench.harness.report import machine_line
 from bench.harness.workload import Workload, build_workload, produce_workload, unique_topics
 from bench.harness.workload import add_args as add_workload_args
 from stream_app.config import StreamConfig
-from stream_app.topics import session_topic_names
+from stream_app.kafka.topics import session_topic_names
 
 log = logging.getLogger("bench.scaling")
 WORKER_COUNTS = (1, 2)

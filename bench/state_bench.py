@@ -69,12 +69,12 @@ from schemas import (
     from_micros,
     to_micros,
 )
-from stream_app.broker import free_port
-from stream_app.checkpoints import FENCE_KEY_KIND
 from stream_app.config import Guarantee, StreamConfig
-from stream_app.partition_task import record_key
-from stream_app.synthetic import DEFAULT_START
-from stream_app.topics import session_topic_names
+from stream_app.kafka.broker import free_port
+from stream_app.kafka.topics import session_topic_names
+from stream_app.site.synthetic import DEFAULT_START
+from stream_app.worker.checkpoints import FENCE_KEY_KIND
+from stream_app.worker.partition_task import record_key
 
 _TOPIC_OF = {SessionStart: Topic.SESSION_START, SessionEnd: Topic.SESSION_END}
 IDLE = 5.0

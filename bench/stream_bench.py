@@ -2,7 +2,7 @@
 a raw aiokafka loop, on one broker (`--broker tansu|kafka|kafka-3.9`), for the same
 backfill.
 
-A synthetic site (`stream_app.synthetic.generate`, ~`--events` events, 50 groups, four
+A synthetic site (`stream_app.site.synthetic.generate`, ~`--events` events, 50 groups, four
 weeks) is written to fresh topics with 4 partitions, keyed by group, BEFORE any consumer
 starts (a backfill). In every run the paths then read the same session records, one
 after the other (the order rotates from run to run); meanwhile this process only checks
@@ -83,9 +83,9 @@ from bench.harness import brokers, kafka_io, workload
 from bench.harness.cpu import CpuLog
 from bench.harness.processes import alive_check, log_time, spawn, stop, work_dir, worker_args
 from bench.harness.workload import Workload
-from stream_app.broker import free_port
 from stream_app.config import StreamConfig, TopicNames
-from stream_app.topics import output_topic_names, session_topic_names
+from stream_app.kafka.broker import free_port
+from stream_app.kafka.topics import output_topic_names, session_topic_names
 
 PARTITIONS = forward_app.PARTITIONS
 WORKER_POLL = 1.0

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "stream"))
 from kafka_helpers import StreamConfigFactory
 from tests_brokers import BrokerUnderTest, broker_under_test
 
-from stream_app import apache_kafka
-from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.config import StreamConfig, TopicNames
+from stream_app.kafka import apache_kafka
+from stream_app.kafka.broker import EmbeddedBroker, free_port
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import pytest
 
-from stream_app import apache_kafka
+from stream_app.kafka import apache_kafka
 
 BROKER_ENV = "TOKENPOOL_TEST_BROKER"
 

@@ -81,7 +81,7 @@ class EventSink:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        from stream_app.broker import client_kwargs
+        from stream_app.kafka.client import client_kwargs
 
         self._producer = AIOKafkaProducer(**client_kwargs(self.config), acks="all",
                                           linger_ms=5, max_batch_size=256 * 1024)

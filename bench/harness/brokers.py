@@ -1,8 +1,8 @@
 """The broker a benchmark runs on: `--broker tansu|kafka|kafka-3.9` (default tansu).
 
-- `tansu`: the embedded broker of the demo (`stream_app.broker.EmbeddedBroker`), memory
+- `tansu`: the embedded broker of the demo (`stream_app.kafka.broker.EmbeddedBroker`), memory
   storage; the worker ends every at_least_once checkpoint with a fence record there.
-- `kafka`: Apache Kafka's newest pinned line (`stream_app.apache_kafka.LATEST`), and
+- `kafka`: Apache Kafka's newest pinned line (`stream_app.kafka.apache_kafka.LATEST`), and
   `kafka-3.9` the 3.9 line: one KRaft node (combined broker and controller) with its log
   on disk under the run's folder (kept with `--keep`), from the jars Maven resolves.
   Topic auto-creation is off: every topic is created before it is written.
@@ -24,8 +24,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from stream_app import apache_kafka
-from stream_app.broker import EmbeddedBroker
+from stream_app.kafka import apache_kafka
+from stream_app.kafka.broker import EmbeddedBroker
 
 CHOICES = ("tansu", "kafka", "kafka-3.9")
 KAFKA_VERSIONS = {"kafka": apache_kafka.LATEST, "kafka-3.9": apache_kafka.LINE_3}

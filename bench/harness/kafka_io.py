@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness.cpu import CpuLog
 from stream_app.config import StreamConfig
-from stream_app.partition_task import ENDS, HEARTBEATS, STARTS, Commit, record_key
-from stream_app.topics import create_topics, topic_specs
+from stream_app.kafka.topics import create_topics, topic_specs
+from stream_app.worker.partition_task import ENDS, HEARTBEATS, STARTS, Commit, record_key
 
 POLL = 0.2
 """Seconds between checks of committed offsets while a path runs."""

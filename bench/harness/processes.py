@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from stream_app.broker import free_port
 from stream_app.config import StreamConfig
+from stream_app.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 10.0

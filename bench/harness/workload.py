@@ -1,6 +1,6 @@
 """The synthetic site the stream and scaling benchmarks send, and what it must give.
 
-`stream_app.synthetic.generate` makes a site of `--users` users (by default as many as
+`stream_app.site.synthetic.generate` makes a site of `--users` users (by default as many as
 give about `--events` records), `--groups` groups, `--days` days; `tokenpool replay` of
 the same records is the reference the worker's outputs are checked against.
 """
@@ -20,7 +20,7 @@ from rules import Engine
 from schemas import Topic, encode
 from stream_app.config import StreamConfig, TopicNames
 from stream_app.replay import replay
-from stream_app.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
+from stream_app.site.synthetic import DEFAULT_SEED, generate, to_jsonl_lines
 
 _event_id = msgspec.json.Decoder(dict[str, Any])
 

@@ -24,9 +24,9 @@ from adapters.qlik.ingest import run_udp
 from adapters.qlik.keepalive import KeepAliveSettings
 from adapters.qlik.sink import IngestReport
 from adapters.qlik.udp_listener import UdpListener
-from stream_app.cli import main
+from stream_app.commands.main import main
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 AUDIT = FIXTURES / "audit"
 OLD = AUDIT / "qs-node1_AuditActivity_Proxy.txt.20261101-1050"

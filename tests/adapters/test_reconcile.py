@@ -27,8 +27,8 @@ from adapters.qlik.qrs import decode_usage, passes_in_use
 from adapters.qlik.qrs_client import QrsClient, QrsError
 from adapters.qlik.reconcile import compute_drift, in_use_from_metrics
 from adapters.qlik.reconcile_service import Reconciler
-from stream_app.broker import free_port
-from stream_app.cli import main
+from stream_app.commands.main import main
+from stream_app.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -15,8 +15,8 @@ from qlik_helpers import mapping
 
 from adapters.qlik.ingest import run_udp
 from adapters.qlik.udp_listener import DEFAULT_RCVBUF, UdpListener
-from stream_app.broker import EmbeddedBroker
-from stream_app.topics import create_topics
+from stream_app.kafka.broker import EmbeddedBroker
+from stream_app.kafka.topics import create_topics
 
 pytestmark = pytest.mark.tansu_only
 """Freezes a Tansu broker of its own: what is proved is the listener's buffering, the

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream_app import apache_kafka
-from stream_app.cli import build_parser
+from stream_app.commands.main import build_parser
+from stream_app.kafka import apache_kafka
 from stream_app.settings import env_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def test_dockerfile_installs_the_package_and_runs_the_worker():
     healthcheck = re.search(r'CMD \["python", "-c", "(.*)"\]', text)
     assert healthcheck and "/health" in healthcheck.group(1)
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'tokenpool = "stream_app.cli:main"' in pyproject
+    assert 'tokenpool = "stream_app.commands.main:main"' in pyproject
     assert "pip install --no-cache-dir '.[rocksdb,plan]'" in text
     assert "rocksdb = [" in pyproject and "plan = [" in pyproject
 
@@ -202,9 +202,9 @@ def test_the_image_sources_build_a_package_whose_commands_all_load(tmp_path: Pat
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
         entry = next(n for n in z.namelist() if n.endswith("entry_points.txt"))
-        assert "tokenpool = stream_app.cli:main" in z.read(entry).decode()
+        assert "tokenpool = stream_app.commands.main:main" in z.read(entry).decode()
     probe = (
-        "import sys, stream_app.cli as c\n"
+        "import sys, stream_app.commands.main as c\n"
         "assert all(not p.startswith(sys.argv[1]) for p in (c.__file__,)), c.__file__\n"
         "p = c.build_parser()\n"
         "sub = next(a for a in p._actions if a.__class__.__name__ == '_SubParsersAction')\n"

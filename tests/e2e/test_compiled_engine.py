@@ -22,7 +22,7 @@ DIGEST = """
 import hashlib, sys
 from rules import Engine
 from schemas import encode, input_decoder
-from stream_app.synthetic import generate
+from stream_app.site.synthetic import generate
 
 def digest():
     engine, h, out = Engine(), hashlib.sha256(), []

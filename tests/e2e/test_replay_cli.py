@@ -12,7 +12,7 @@ import pytest
 
 from rules import Engine
 from schemas import to_micros
-from stream_app.cli import main
+from stream_app.commands.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed-scenario.jsonl"

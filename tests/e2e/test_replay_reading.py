@@ -14,7 +14,7 @@ import pytest
 
 from rules import BatchMerge, Engine
 from stream_app import replay
-from stream_app.synthetic import generate, to_jsonl_lines
+from stream_app.site.synthetic import generate, to_jsonl_lines
 
 
 def site_file(tmp_path: Path, users: int = 300, days: int = 10) -> Path:

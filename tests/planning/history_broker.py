@@ -1,5 +1,5 @@
 """The broker side of the planning tests: fresh input topics, and a replay file's
-records produced to them (`stream_app.history_producer`: one batching producer,
+records produced to them (`stream_app.site.history_producer`: one batching producer,
 keyed by group) or bad records as given."""
 
 import asyncio
@@ -11,10 +11,10 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from stream_app.broker import client_kwargs
 from stream_app.config import StreamConfig, TopicNames
-from stream_app.history_producer import send_history
-from stream_app.topics import create_topics
+from stream_app.kafka.client import client_kwargs
+from stream_app.kafka.topics import create_topics
+from stream_app.site.history_producer import send_history
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY = ROOT / "examples" / "history-90d.jsonl.gz"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from history_broker import flags, fresh, produce_lines
 
 from schemas import SessionStart, encode
-from stream_app.cli import main
+from stream_app.commands.main import main
 
 T = datetime(2026, 11, 10, tzinfo=UTC)
 US = timedelta(microseconds=1)

@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from history_broker import ROOT, flags, fresh, lines_of, produce_lines, topic_of
 
-from stream_app.broker import client_kwargs
-from stream_app.cli import main
+from stream_app.commands.main import main
 from stream_app.config import StreamConfig
+from stream_app.kafka.client import client_kwargs
 
 SEED = ROOT / "examples" / "seed-scenario.jsonl"
 

@@ -13,7 +13,7 @@ import pytest
 from history_broker import HISTORY, ROOT, flags, fresh, lines_of, produce_lines, produce_raw
 
 from rules import Engine
-from stream_app.cli import main
+from stream_app.commands.main import main
 from stream_app.config import StreamConfig, TopicNames
 from stream_app.replay import replay, state_file
 
@@ -153,8 +153,7 @@ def test_point2_partitions_far_ahead_wait_and_the_export_is_the_same(
     """Bounded memory: with at most 100 records of a partition held in the merge, the
     partitions ahead in event time are paused until the others catch up; the export is
     byte for byte the one read with no such bound."""
-    from stream_app import topic_history
-
+    from stream_app.kafka import topic_history
     free, held = tmp_path / "free.jsonl", tmp_path / "held.jsonl"
     assert main(["export", *bundled, "--out", str(free)]) == 0
     paused = []

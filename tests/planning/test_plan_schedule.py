@@ -16,7 +16,7 @@ import msgspec
 from history_broker import ROOT, flags, fresh, lines_of, produce_lines
 
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 SEED = ROOT / "examples" / "seed-scenario.jsonl"
 WAIT = 120.0

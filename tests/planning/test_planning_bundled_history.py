@@ -1,5 +1,5 @@
 """`tokenpool plan` on the bundled 90-day history reproduces the generator's ground
-truth: every visit's passes are known to `stream_app.history_gen` (R1, R3), so each
+truth: every visit's passes are known to `stream_app.site.history_gen` (R1, R3), so each
 figure of the plan is checked against a computation from the generator's own plan,
 written here independently of `rules.planning`."""
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from schemas import to_micros
-from stream_app import history_gen
-from stream_app.cli import build_parser
-from stream_app.plan_result import Result, make_plan
-from stream_app.synthetic import to_jsonl_lines
+from stream_app.commands.main import build_parser
+from stream_app.planning.result import Result, make_plan
+from stream_app.site import history_gen
+from stream_app.site.synthetic import to_jsonl_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY = ROOT / "examples" / "history-90d.jsonl.gz"

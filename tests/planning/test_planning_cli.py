@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from schemas.plan import PlanDoc
-from stream_app.cli import main
+from stream_app.commands.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY = ROOT / "examples" / "history-90d.jsonl.gz"

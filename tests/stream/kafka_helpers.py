@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from stream_app.config import StreamConfig
-from stream_app.topics import grants_topic
+from stream_app.kafka.topics import grants_topic
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from rules import Engine
-from stream_app.broker import client_kwargs
 from stream_app.config import StreamConfig
+from stream_app.kafka.client import client_kwargs
 from stream_app.replay import replay, state_file
 
 OUTPUT_TOPICS = ("pass_consumed", "pass_returned", "access_denied", "allocation_rejected")

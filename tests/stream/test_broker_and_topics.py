@@ -25,10 +25,12 @@ from kafka_helpers import (
 )
 
 from schemas import SessionStart, Topic, decode_input, encode
-from stream_app import broker as broker_module
-from stream_app.broker import TANSU_ENV_VARS, EmbeddedBroker, client_kwargs, free_port, tansu_binary
+from stream_app.commands.topics import add_topics_command
 from stream_app.config import Secret, Security, StreamConfig
-from stream_app.topics import (
+from stream_app.kafka import broker as broker_module
+from stream_app.kafka.broker import TANSU_ENV_VARS, EmbeddedBroker, free_port, tansu_binary
+from stream_app.kafka.client import client_kwargs
+from stream_app.kafka.topics import (
     MAX_RECORD_BYTES,
     Retention,
     TopicCreationError,
@@ -41,7 +43,6 @@ from stream_app.topics import (
     topic_configs,
     topic_specs,
 )
-from stream_app.topics_cli import add_topics_command
 
 # --------------------------------------------------------------------------- broker
 

@@ -21,9 +21,9 @@ from test_stream_equals_replay import random_workload
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.apache_kafka import KafkaCluster
-from stream_app.broker import EmbeddedBroker
-from stream_app.topics import create_topics
+from stream_app.kafka.apache_kafka import KafkaCluster
+from stream_app.kafka.broker import EmbeddedBroker
+from stream_app.kafka.topics import create_topics
 
 SESSION_TIMEOUT = 6.0
 """The least Apache Kafka accepts (`group.min.session.timeout.ms`)."""

@@ -27,8 +27,8 @@ from stream_harness import (
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.synthetic import generate, to_jsonl_lines
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
+from stream_app.site.synthetic import generate, to_jsonl_lines
 
 SEED = 20261130
 """Fixes the kill points: the same seed cuts the workload at the same records."""

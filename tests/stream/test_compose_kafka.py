@@ -22,8 +22,8 @@ import yaml
 from stream_harness import feed_and_check, replay_reference
 from worker_process import ROOT, WorkerProcess
 
-from stream_app.apache_kafka import LATEST, KafkaCluster, KafkaNode, cluster_properties
 from stream_app.config import StreamConfig
+from stream_app.kafka.apache_kafka import LATEST, KafkaCluster, KafkaNode, cluster_properties
 
 pytestmark = pytest.mark.kafka_only
 

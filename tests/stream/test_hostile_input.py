@@ -23,7 +23,7 @@ from worker_process import WorkerProcess
 
 from schemas import DecodeError, Topic, decode_input
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 HOSTILE = 50
 """Hostile records hypothesis draws for the run, besides `REQUIRED`."""

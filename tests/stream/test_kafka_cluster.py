@@ -24,8 +24,8 @@ from test_stream_equals_replay import random_workload
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.apache_kafka import KafkaCluster
-from stream_app.topics import changelog_topic, create_topics
+from stream_app.kafka.apache_kafka import KafkaCluster
+from stream_app.kafka.topics import changelog_topic, create_topics
 
 pytestmark = pytest.mark.kafka_only
 

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from stream_harness import feed_and_check, replay_reference
 from worker_process import ROOT, WorkerProcess
 
-from stream_app.apache_kafka import KafkaCluster
-from stream_app.broker import client_kwargs
 from stream_app.config import Secret, Security, StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.apache_kafka import KafkaCluster
+from stream_app.kafka.client import client_kwargs
+from stream_app.kafka.topics import create_topics
 
 pytestmark = pytest.mark.kafka_only
 

@@ -13,7 +13,7 @@ from stream_harness import collect, produce, replay_reference, wait_for_state
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 pytestmark = pytest.mark.kafka_only
 

@@ -14,7 +14,7 @@ from kafka_helpers import consume_all, decisions
 from worker_process import WorkerProcess, wait_split
 
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 SEED = 20261131
 PRODUCERS = 8

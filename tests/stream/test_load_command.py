@@ -10,7 +10,7 @@ from collections import Counter
 from kafka_helpers import consume_all
 from worker_process import ROOT
 
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 
 def test_load_allocates_then_sends_sessions_keyed_by_group(stream_config) -> None:

@@ -16,7 +16,7 @@ from kafka_helpers import decisions
 from worker_process import WorkerProcess
 
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 T0 = "2026-11-02T09:00:00Z"
 

@@ -15,8 +15,8 @@ from schemas import (
     SessionStart,
 )
 from schemas.internal import GroupTokens
-from stream_app.partition_task import ENDS, GRANTS, HEARTBEATS, STARTS, PartitionTask
-from stream_app.synthetic import generate
+from stream_app.site.synthetic import generate
+from stream_app.worker.partition_task import ENDS, GRANTS, HEARTBEATS, STARTS, PartitionTask
 
 SOURCE = {SessionStart: STARTS, SessionHeartbeat: HEARTBEATS, SessionEnd: ENDS}
 

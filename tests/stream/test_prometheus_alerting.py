@@ -22,7 +22,7 @@ from kafka_helpers import produce as produce_values
 from worker_process import WorkerProcess
 
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -16,12 +16,12 @@ from stream_harness import produce, replay_reference, wait_for_state
 from test_stream_equals_replay import random_workload
 from worker_process import WorkerProcess
 
-from stream_app import restore
-from stream_app.app import Worker
 from stream_app.config import StreamConfig
-from stream_app.partition_task import record_key
-from stream_app.tables import MemoryStore
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
+from stream_app.worker import restore
+from stream_app.worker.app import Worker
+from stream_app.worker.partition_task import record_key
+from stream_app.worker.tables import MemoryStore
 
 
 def _changelog(n: int, seed: int) -> list[ConsumerRecord[bytes, bytes]]:

@@ -28,7 +28,7 @@ from test_stream_equals_replay import random_workload
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 EVENTS = 7_500
 RATE = 500.0

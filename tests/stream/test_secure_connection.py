@@ -32,9 +32,9 @@ from aiokafka.errors import KafkaError
 from stream_harness import collect, diff_outputs, produce, replay_reference, wait_for_state
 from worker_process import ROOT, WorkerProcess
 
-from stream_app.broker import free_port, tansu_binary
 from stream_app.config import Secret, Security, StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.broker import free_port, tansu_binary
+from stream_app.kafka.topics import create_topics
 
 pytestmark = pytest.mark.tansu_only
 """Every broker here is a Tansu of the test's own: what it proves is how the client

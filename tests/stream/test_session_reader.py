@@ -7,9 +7,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from kafka_helpers import StreamConfigFactory
 
-from stream_app.broker import client_kwargs
-from stream_app.session_reader import SessionReader
-from stream_app.topics import create_topics
+from stream_app.kafka.client import client_kwargs
+from stream_app.kafka.topics import create_topics
+from stream_app.worker.session_reader import SessionReader
 
 
 async def _send(bootstrap: str, topic: str, partition: int, values: range) -> None:

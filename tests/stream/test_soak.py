@@ -16,8 +16,8 @@ from stream_harness import produce
 from worker_process import WorkerProcess
 
 from schemas import Topic
-from stream_app.synthetic import generate, to_jsonl_lines
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
+from stream_app.site.synthetic import generate, to_jsonl_lines
 
 EVENTS = 200_000
 USERS = 20_000

@@ -14,9 +14,9 @@ from stream_harness import OutputWatch, collect, diff_outputs, produce, replay_r
 from test_stream_equals_replay import random_workload
 from worker_process import WorkerProcess, wait_split
 
-from stream_app.app import static_member_id
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
+from stream_app.worker.wiring import static_member_id
 
 
 def _revocations(worker: WorkerProcess) -> int:

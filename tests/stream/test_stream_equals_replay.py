@@ -17,8 +17,8 @@ from stream_harness import (
 from worker_process import WorkerProcess
 
 from stream_app.config import StreamConfig
-from stream_app.synthetic import generate, to_jsonl_lines
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
+from stream_app.site.synthetic import generate, to_jsonl_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed-scenario.jsonl"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from worker_process import WorkerProcess
 
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 PROBES = ["/", "/router", "/table/x", "/graph", "/stats", "/performance", "/signal",
           "/metrics/", "/healthz", "/../etc/passwd"]

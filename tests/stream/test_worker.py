@@ -17,7 +17,7 @@ from worker_process import WorkerProcess
 
 from schemas import Topic
 from stream_app.config import StreamConfig
-from stream_app.topics import create_topics
+from stream_app.kafka.topics import create_topics
 
 BACKFILL_ORDER = [Topic.ALLOCATIONS, Topic.SESSION_START, Topic.SESSION_HEARTBEAT,
                   Topic.SESSION_END]

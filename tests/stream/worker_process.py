@@ -12,8 +12,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from stream_app.broker import _die_with_parent
 from stream_app.config import StreamConfig
+from stream_app.kafka.broker import _die_with_parent
 
 READY_TIMEOUT = 60.0
 """Seconds a worker may take to join its group and own partitions."""

@@ -1,0 +1,1 @@
+"""The `tokenpool` command line: one module per command, its arguments and a `main`."""
