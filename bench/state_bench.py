@@ -42,7 +42,6 @@ from typing import Any, NamedTuple
 from aiokafka.structs import TopicPartition
 
 from bench import recovery_bench
-from bench.engine_bench import DAY, pool_mix, pool_prefill
 from bench.harness import brokers
 from bench.harness.cpu import CpuLog
 from bench.harness.kafka_io import (
@@ -54,6 +53,7 @@ from bench.harness.kafka_io import (
     one_record_batches,
     produce,
 )
+from bench.harness.pool_workload import DAY, pool_mix, pool_prefill
 from bench.harness.processes import alive_check, spawn, stop, work_dir, worker_args
 from bench.harness.workload import topic_name, unique_topics
 from bench.state_report import changelog_lines, checkpoint_lines, memory_lines
