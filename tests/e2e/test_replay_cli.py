@@ -144,6 +144,7 @@ def test_chunked_reading_gives_the_line_by_line_result(
     lines are skipped, and each malformed line is reported with its own line number,
     also when it sits at a chunk boundary or ends the file without a newline."""
     from stream_app import replay
+    from stream_app.replay import lines as replay_lines
 
     lines = SEED.read_text().splitlines()
     lines.insert(3, "{not json")
@@ -155,7 +156,7 @@ def test_chunked_reading_gives_the_line_by_line_result(
     lines.append("{truncated")
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\r\n".join(lines[:8]) + "\n" + "\n".join(lines[8:]))  # no final newline
-    monkeypatch.setattr(replay, "CHUNK", chunk)
+    monkeypatch.setattr(replay_lines, "CHUNK", chunk)
     engine = Engine()
     emitted: list[bytes] = []
     report = replay.replay(str(bad), engine, emitted.append, until=to_micros(DAY0 + timedelta(54)))

@@ -14,6 +14,8 @@ import pytest
 
 from rules import BatchMerge, Engine
 from stream_app import replay
+from stream_app.replay import lines as replay_lines
+from stream_app.replay import merge_order, reader_process
 from stream_app.site.synthetic import generate, to_jsonl_lines
 
 
@@ -58,7 +60,7 @@ def test_reader_process_gives_the_single_process_result(
     lines it sends are the file's own (or, for a chunk read line by line, the record
     encoded again), so the applied events are the same ones."""
     path = site_file(tmp_path)
-    monkeypatch.setattr(replay, "CHUNK", chunk)
+    monkeypatch.setattr(replay_lines, "CHUNK", chunk)
     one = run(path, reader=False)
     two = run(path, reader=True)
     same(one, two)
@@ -95,9 +97,9 @@ def test_a_missing_file_fails_the_same_way_with_or_without_a_reader(tmp_path: Pa
 def test_a_failing_reader_reports_why(tmp_path: Path) -> None:
     """The reader process sends what went wrong; the applying process raises it."""
     receive, send = multiprocessing.Pipe(duplex=False)
-    replay._read_ordered(str(tmp_path), send)  # a directory cannot be read as a file
-    message = replay._messages.decode(receive.recv_bytes())
-    assert isinstance(message, replay._Failed)
+    reader_process._read_ordered(str(tmp_path), send)  # a directory cannot be read as a file
+    message = reader_process._messages.decode(receive.recv_bytes())
+    assert isinstance(message, reader_process._Failed)
     assert "IsADirectoryError" in message.error
 
 
@@ -128,11 +130,11 @@ def test_a_topic_that_has_ended_stops_holding_the_merge(
     no record left in the file is closed once the merge holds HOLD records, so memory
     stays bounded; the order, and so every output, is the same as holding everything."""
     path, lines = backfill_file(tmp_path)
-    monkeypatch.setattr(replay, "CHUNK", 4096)
-    monkeypatch.setattr(replay, "HOLD", lines + 1)  # never looks: holds to the end
+    monkeypatch.setattr(replay_lines, "CHUNK", 4096)
+    monkeypatch.setattr(merge_order, "HOLD", lines + 1)  # never looks: holds to the end
     held = run(path, reader=False)
-    monkeypatch.setattr(replay, "BatchMerge", RecordingMerge)
-    monkeypatch.setattr(replay, "HOLD", 200)
+    monkeypatch.setattr(merge_order, "BatchMerge", RecordingMerge)
+    monkeypatch.setattr(merge_order, "HOLD", 200)
     RecordingMerge.most = 0
     bounded = run(path, reader=reader)
     same(held, bounded)
@@ -141,12 +143,12 @@ def test_a_topic_that_has_ended_stops_holding_the_merge(
         assert lines > 10 * RecordingMerge.most
 
 
-def ends_of(tmp_path: Path, lines: list[bytes]) -> tuple[replay._TopicEnds, int]:
+def ends_of(tmp_path: Path, lines: list[bytes]) -> tuple[merge_order._TopicEnds, int]:
     """`_TopicEnds` of a file whose first line is an allocation; offset past it."""
     first = b'{"topic":"allocations","value":{}}\n'
     path = tmp_path / "ends.jsonl"
     path.write_bytes(first + b"".join(line + b"\n" for line in lines))
-    return replay._TopicEnds(str(path)), len(first)
+    return merge_order._TopicEnds(str(path)), len(first)
 
 
 def test_topic_ends_when_its_name_is_nowhere_after(tmp_path: Path) -> None:
