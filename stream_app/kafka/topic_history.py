@@ -122,6 +122,40 @@ def _reason(exc: Exception) -> str:
     return "invalid"
 
 
+class _Partitions:
+    """Where each partition of one read stands: its bounds, what was read of it, and
+    what it holds in the merge."""
+
+    def __init__(self, tps: list[Any], starts: dict[Any, int], ends: dict[Any, int]) -> None:
+        self.tps = tps
+        self.source = {tp: i for i, tp in enumerate(tps)}
+        """The merge source of each partition."""
+        self.starts = starts
+        self.ends = ends
+        self.read_to = dict(starts)
+        self.waiting = [0] * len(tps)
+        """Records of each partition held in the merge."""
+        self.pending = set(tps)
+        """Partitions not read to their end yet."""
+        self.unconfirmed = set(tps)
+        """Partitions no fetch has reported the end of yet."""
+        self.paused: set[Any] = set()
+
+    def to_read(self) -> int:
+        return sum(max(0, self.ends[tp] - self.starts[tp]) for tp in self.tps)
+
+    def balance(self, consumer: Any) -> None:
+        """Bounded memory: a partition far ahead in event time waits for the others."""
+        for tp in self.pending:
+            waiting = self.waiting[self.source[tp]]
+            if tp not in self.paused and waiting > HOLD:
+                consumer.pause(tp)
+                self.paused.add(tp)
+            elif tp in self.paused and waiting <= HOLD // 2:
+                consumer.resume(tp)
+                self.paused.discard(tp)
+
+
 class _Reader:
     """One read of the input topics (see the module docstring)."""
 
@@ -210,24 +244,15 @@ class _Reader:
     async def _read(self, consumer: Any, tps: list[Any]) -> None:
         self.report.partitions = len(tps)
         consumer.assign(tps)
-        self.ends = dict(await consumer.end_offsets(tps))
-        self.starts = await self._starts(consumer, tps, self.ends)
+        ends = dict(await consumer.end_offsets(tps))
+        starts = await self._starts(consumer, tps, ends)
         for tp in tps:
-            consumer.seek(tp, self.starts[tp])
-        self.tps = tps
-        self.source = {tp: i for i, tp in enumerate(tps)}
+            consumer.seek(tp, starts[tp])
+        self.parts = parts = _Partitions(tps, starts, ends)
         self.merge: BatchMerge[tuple[int, bytes]] = BatchMerge(len(tps))
-        self.waiting = [0] * len(tps)
-        """Records of each partition held in the merge."""
-        self.pending = set(tps)
-        """Partitions not read to their end yet."""
-        self.unconfirmed = set(tps)
-        """Partitions no fetch has reported the end of yet."""
-        self.paused: set[Any] = set()
-        self.read_to = dict(self.starts)
-        self.bar = self._bar(sum(max(0, self.ends[tp] - self.starts[tp]) for tp in tps))
+        self.bar = self._bar(parts.to_read())
         last_progress = time.monotonic()
-        while self.pending:
+        while parts.pending:
             if self.stop is not None and self.stop():
                 raise Interrupted
             batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=MAX_RECORDS)
@@ -235,14 +260,14 @@ class _Reader:
             for tp, records in batch.items():
                 self._take(tp, records)
             await self._finish_partitions(consumer)
-            self._write(self.merge.ready() if self.pending else self.merge.flush())
-            self._balance(consumer)
+            self._write(self.merge.ready() if parts.pending else self.merge.flush())
+            parts.balance(consumer)
             now = time.monotonic()
             if moved:
                 last_progress = now
             elif now - last_progress > self.stall:
                 raise HistoryError(f"no record from {self.config.broker} for {self.stall:g}s "
-                                   f"({len(self.pending)} partitions not read to their end)")
+                                   f"({len(parts.pending)} partitions not read to their end)")
         self._write(self.merge.flush())
         if self.bar is not None:
             self.bar.close()
@@ -250,23 +275,25 @@ class _Reader:
     def _confirm_ends(self, consumer: Any) -> bool:
         """Take the end the first fetch of a partition reported, where it is past the
         one ListOffsets gave (see the module docstring). True if any was confirmed."""
+        parts = self.parts
         confirmed = False
-        for tp in list(self.unconfirmed):
+        for tp in list(parts.unconfirmed):
             fetched = consumer.last_stable_offset(tp)
             if fetched is None or fetched < 0:
                 fetched = consumer.highwater(tp)
             if fetched is not None:
-                self.ends[tp] = max(self.ends[tp], fetched)
-                self.unconfirmed.discard(tp)
+                parts.ends[tp] = max(parts.ends[tp], fetched)
+                parts.unconfirmed.discard(tp)
                 confirmed = True
         if confirmed and self.bar is not None:
-            self.bar.total = sum(max(0, self.ends[p] - self.starts[p]) for p in self.tps)
+            self.bar.total = parts.to_read()
             self.bar.refresh()
         return confirmed
 
     def _take(self, tp: Any, records: list[Any]) -> None:
         """A partition's fetched records into the merge: decoded, checked, in the span."""
-        i, end, rank = self.source[tp], self.ends[tp], self.physical.index(tp.topic)
+        parts = self.parts
+        i, end, rank = parts.source[tp], parts.ends[tp], self.physical.index(tp.topic)
         decode, line = _DECODERS[rank].decode, _LINE_TYPES[rank]
         since, until = self.span.since, self.span.until
         report = self.report
@@ -294,38 +321,28 @@ class _Reader:
                     report.first = ts
                 if report.last is None or ts > report.last:
                     report.last = ts
-        self.waiting[i] += len(entries)
+        parts.waiting[i] += len(entries)
         report.by_topic[tp.topic] += len(entries)
         self.merge.extend(entries)
 
     async def _finish_partitions(self, consumer: Any) -> None:
         """Close the partitions read to their end: the merge no longer waits for them."""
-        for tp in list(self.pending - self.unconfirmed):
-            position = min(await consumer.position(tp), self.ends[tp])
-            if self.bar is not None and position > self.read_to[tp]:
-                self.bar.update(position - self.read_to[tp])
-            self.read_to[tp] = max(self.read_to[tp], position)
-            if position >= self.ends[tp]:
-                self.pending.discard(tp)
-                self.paused.discard(tp)
+        parts = self.parts
+        for tp in list(parts.pending - parts.unconfirmed):
+            position = min(await consumer.position(tp), parts.ends[tp])
+            if self.bar is not None and position > parts.read_to[tp]:
+                self.bar.update(position - parts.read_to[tp])
+            parts.read_to[tp] = max(parts.read_to[tp], position)
+            if position >= parts.ends[tp]:
+                parts.pending.discard(tp)
+                parts.paused.discard(tp)
                 consumer.pause(tp)
-                self.merge.close(self.source[tp])
-
-    def _balance(self, consumer: Any) -> None:
-        """Bounded memory: a partition far ahead in event time waits for the others."""
-        for tp in self.pending:
-            waiting = self.waiting[self.source[tp]]
-            if tp not in self.paused and waiting > HOLD:
-                consumer.pause(tp)
-                self.paused.add(tp)
-            elif tp in self.paused and waiting <= HOLD // 2:
-                consumer.resume(tp)
-                self.paused.discard(tp)
+                self.merge.close(parts.source[tp])
 
     def _write(self, released: list[tuple[int, bytes]]) -> None:
         if not released:
             return
-        waiting = self.waiting
+        waiting = self.parts.waiting
         for i, _ in released:
             waiting[i] -= 1
         report = self.report

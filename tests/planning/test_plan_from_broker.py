@@ -158,13 +158,13 @@ def test_point2_partitions_far_ahead_wait_and_the_export_is_the_same(
     assert main(["export", *bundled, "--out", str(free)]) == 0
     paused = []
     monkeypatch.setattr(topic_history, "HOLD", 100)
-    original = topic_history._Reader._balance
+    original = topic_history._Partitions.balance
 
     def balance(self, consumer):
         original(self, consumer)
         paused.append(len(self.paused))
 
-    monkeypatch.setattr(topic_history._Reader, "_balance", balance)
+    monkeypatch.setattr(topic_history._Partitions, "balance", balance)
     assert main(["export", *bundled, "--out", str(held)]) == 0
     assert max(paused) > 0
     assert held.read_bytes() == free.read_bytes()
