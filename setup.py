@@ -13,8 +13,9 @@ import sys
 
 from setuptools import Extension, setup
 
-COMPILED = ["rules/ids.py", "rules/pool.py", "rules/engine.py"]
-"""What an event passes through. `rules/ordering.py` stays Python: compiled, its
+COMPILED = ["rules/ids.py", "rules/pool_state.py", "rules/pool.py", "rules/engine.py"]
+"""What an event passes through, compiled as one group: `Pool` extends `PoolState`, a
+native class of another module. `rules/ordering.py` stays Python: compiled, its
 generic merges can no longer be created from interpreted code (the replay's)."""
 
 

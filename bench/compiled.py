@@ -57,5 +57,7 @@ def is_compiled() -> bool:
     """True when this process runs the compiled engine."""
     import rules.engine
     import rules.pool
+    import rules.pool_state
 
-    return all(Path(m.__file__ or "").suffix != ".py" for m in (rules.pool, rules.engine))
+    modules = (rules.pool_state, rules.pool, rules.engine)
+    return all(Path(m.__file__ or "").suffix != ".py" for m in modules)
