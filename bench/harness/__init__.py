@@ -1,4 +1,4 @@
-"""What the stream, scaling and state benchmarks share: the broker of a run
-(`brokers`), the synthetic workload (`workload`), reading and writing Kafka
-(`kafka_io`), the processes they start (`processes`), CPU accounting (`cpu`) and the
-machine line of their reports (`report`)."""
+"""What the benchmarks share: the broker of a run (`brokers`), the synthetic workloads
+(`workload`, and `pool_workload` for one pool), reading and writing Kafka
+(`kafka_io`), the processes they start (`processes`), CPU accounting (`cpu`), timed
+runs in this process (`timing`) and the machine line of their reports (`report`)."""
