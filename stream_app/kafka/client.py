@@ -54,6 +54,12 @@ class BrokerTraits(NamedTuple):
         return self.name == "tansu"
 
     @property
+    def exact_end_offsets(self) -> bool:
+        """ListOffsets answers a partition's true end; Tansu 0.6 answers the start of
+        its last batch plus one, and the worker then asks a fetch instead."""
+        return self.name != "tansu"
+
+    @property
     def transactions(self) -> bool:
         """Kafka transactions (`--guarantee exactly_once`): Tansu 0.6 refuses a
         transactional producer's InitProducerId."""

@@ -65,6 +65,7 @@ class Worker:
         )
         self.ownership = ownership = Ownership(app, config, sources, self.tables.state, reader)
         app.read_committed = exactly_once
+        app.exact_end_offsets = self.broker.exact_end_offsets
         if exactly_once:
             app.before_restore = self._before_restore
         writer = CheckpointWriter(

@@ -53,6 +53,8 @@ class TokenpoolApp(faust.App):  # type: ignore[misc]
 
     read_committed: bool = False
     before_restore: BeforeRestore | None = None
+    exact_end_offsets: bool = True
+    """Whether the broker's ListOffsets answers a partition's true end (`restore.py`)."""
 
     def _new_transport(self) -> Any:
         if not self.read_committed:

@@ -19,6 +19,12 @@ Under `exactly_once` the partitions' previous writer is fenced first (the app's
 `before_restore`) and only committed records are read.
 
 Standby partitions are left to Faust; the changelog stays the only source of state.
+
+Where the broker's ListOffsets answers less than a partition's end (Tansu 0.6: the
+start of its last record batch plus one), the ends Faust goes by are taken from a fetch
+response's high watermark instead (`exact_end_offsets` off). Faust checks that no table
+holds records past its changelog's end, and a standby that had read the whole of a last
+batch would otherwise fail that check and stop the worker.
 """
 
 import asyncio
@@ -58,6 +64,77 @@ class BulkRecovery(Recovery):
     ends its recovery service for good (`wait_first` reports a timeout as a stop), so
     the read ends in time and leaves the rest of the changelog to Faust."""
 
+    async def _build_highwaters(
+        self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
+    ) -> None:
+        await super()._build_highwaters(consumer, tps, destination, title)
+        if not tps or getattr(self.app, "exact_end_offsets", True):
+            return
+        try:
+            ends = await self._fetched_ends(tps, destination)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("%s changelog ends not fetched, the listed ends kept: %r", title, exc)
+            return
+        for tp, end in ends.items():
+            if end - 1 > destination[tp]:
+                log.info("%s changelog end from a fetch topic=%s partition=%d "
+                         "listed=%d fetched=%d", title, tp.topic, tp.partition,
+                         destination[tp] + 1, end)
+                destination[tp] = end - 1  # Faust's highwater: the last offset
+
+    async def _fetched_ends(self, tps: set[TP], listed: Counter[TP]) -> dict[TP, int]:
+        """Each partition's end as a fetch response reports it. The fetch starts at the
+        listed end, so it carries at most the last batch."""
+        reader, read_committed = self._reader()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._budget()
+        ends: dict[TP, int] = {}
+        await reader.start()
+        try:
+            pending = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
+            reader.assign(list(pending))
+            for partition, tp in pending.items():
+                reader.seek(partition, max(listed[tp] + 1, 0))
+            while pending:
+                await reader.getmany(*pending, timeout_ms=RESTORE_FETCH_WAIT_MS * 4)
+                for partition in list(pending):
+                    end = (reader.last_stable_offset(partition) if read_committed
+                           else reader.highwater(partition))
+                    if end is not None:
+                        ends[pending.pop(partition)] = end
+                if pending and loop.time() > deadline:
+                    raise TimeoutError(f"no fetch response for {len(pending)} partitions")
+        finally:
+            await _stop(reader)
+        return ends
+
+    def _reader(self) -> tuple[AIOKafkaConsumer, bool]:
+        """A group-less consumer of the changelogs, and whether it reads committed
+        records only: the worker's own transactions (exactly_once) or Faust's."""
+        app: Any = self.app
+        conf = app.conf
+        read_committed = bool(getattr(app, "read_committed", False)) or (
+            conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=server_list(app.transport.url, app.transport.default_port),
+            client_id=f"{conf.broker_client_id}-restore",
+            group_id=None,
+            enable_auto_commit=False,
+            max_poll_records=FETCH_RECORDS,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
+            fetch_max_wait_ms=RESTORE_FETCH_WAIT_MS,
+            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+            check_crcs=conf.broker_check_crcs,
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
+            **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+        )
+        return reader, read_committed
+
+    def _budget(self) -> float:
+        budget = self.read_budget
+        return self.app.conf.broker_request_timeout / 2 if budget is None else budget
+
     async def _build_offsets(
         self, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
     ) -> None:
@@ -75,29 +152,9 @@ class BulkRecovery(Recovery):
                 log.warning("changelog bulk read stopped, recovery goes on: %r", exc)
 
     async def _read_ahead(self, tps: set[TP], offsets: Counter[TP]) -> None:
-        app: Any = self.app
-        conf = app.conf
-        # The worker's own transactions (exactly_once) or Faust's.
-        read_committed = bool(getattr(app, "read_committed", False)) or (
-            conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE)
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=server_list(app.transport.url, app.transport.default_port),
-            client_id=f"{conf.broker_client_id}-restore",
-            group_id=None,
-            enable_auto_commit=False,
-            max_poll_records=FETCH_RECORDS,
-            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
-            fetch_max_bytes=FETCH_BYTES,
-            fetch_max_wait_ms=RESTORE_FETCH_WAIT_MS,
-            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
-            check_crcs=conf.broker_check_crcs,
-            isolation_level="read_committed" if read_committed else "read_uncommitted",
-            **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
-        )
+        reader, read_committed = self._reader()
         loop = asyncio.get_running_loop()
-        budget = self.read_budget
-        if budget is None:
-            budget = conf.broker_request_timeout / 2
+        budget = self._budget()
         deadline = loop.time() + budget
         await reader.start()
         applied = 0

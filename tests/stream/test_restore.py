@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
@@ -153,3 +153,65 @@ def test_a_bulk_read_cut_short_leaves_the_table_at_its_recorded_offsets(
     assert [offsets[TP(topic, p)] + 1 for p in range(4)] == seen
     final = {k: v for _, k, v in records}
     assert worker.state.data.data == {k: v for k, v in final.items() if v is not None}
+
+
+class _ListedEnds:
+    """Faust's consumer as `_build_highwaters` asks it: each partition's end by
+    ListOffsets, from the broker under test."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        ends = await self.consumer.end_offsets([TopicPartition(t.topic, t.partition)
+                                                for t in tps])
+        return {TP(t.topic, t.partition): end for t, end in ends.items()}
+
+
+def test_changelog_ends_are_fetched_where_the_broker_may_list_less(stream_config) -> None:
+    """Faust stops the worker when a table holds a changelog offset past the end it was
+    told (its consistency check). Tansu lists a partition's end as the start of its last
+    batch plus one, so a standby that had read a whole last batch stopped its worker in
+    a rebalance. Where the broker's listed ends are not known to be exact, the ends are
+    the high watermark of a fetch: every record read is below them."""
+    config = stream_config(mode="replay")
+    worker = Worker(config)  # the broker not asked: every workaround on
+    assert worker.app.exact_end_offsets is False
+    recovery = worker.app.tables.recovery
+    assert isinstance(recovery, restore.BulkRecovery)
+    topic = f"{config.app_id}-state-changelog"
+    records = {0: 0, 1: 1, 2: 9, 3: 40}  # per partition, written as one batch
+    tps = {TP(topic, p) for p in records}
+
+    async def run() -> Counter[TP]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=config.broker)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, len(records), 1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=config.broker)
+        await producer.start()
+        try:
+            for partition, n in records.items():
+                if n:
+                    batch = producer.create_batch()
+                    for i in range(n):
+                        batch.append(key=b"k%d" % i, value=b"v", timestamp=None)
+                    await (await producer.send_batch(batch, topic, partition=partition))
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=config.broker)
+        await consumer.start()
+        highwaters: Counter[TP] = Counter()
+        try:
+            await recovery._build_highwaters(_ListedEnds(consumer), tps, highwaters,
+                                             "standby")
+        finally:
+            await consumer.stop()
+        return highwaters
+
+    highwaters = asyncio.run(run())
+    # Faust's highwater is a partition's last offset: its end minus one.
+    assert {tp.partition: h for tp, h in highwaters.items()} == {
+        p: n - 1 for p, n in records.items()}

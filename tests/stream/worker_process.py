@@ -122,8 +122,14 @@ class WorkerProcess:
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Parsed /metrics samples: (name, labels) → value."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                        timeout=5) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            exited = self.proc.poll() if self.proc is not None else None
+            raise RuntimeError(f"no /metrics from worker (exit status {exited}): {exc}\n"
+                               f"{self.log_errors()}") from exc
         samples = {}
         for line in text.splitlines():
             if not line or line.startswith("#"):
@@ -180,6 +186,12 @@ class WorkerProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_errors(self, lines: int = 10) -> str:
+        """The log's last errors, where a crash says why (its tail is the shutdown)."""
+        said = [line for line in self.log_text().splitlines()
+                if "[ERROR]" in line or "[CRITICAL]" in line]
+        return "\n".join(said[-lines:]) or "(no error in the log)"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
