@@ -39,7 +39,7 @@ from stream_app.worker.ownership import Ownership
 from stream_app.worker.partition_task import PartitionTask
 from stream_app.worker.pools import PoolsAgent
 from stream_app.worker.session_reader import SessionReader
-from stream_app.worker.timing import TICK_WAKE_MAX, WRITES_SETTLE
+from stream_app.worker.timing import STOP_SETTLE, TICK_WAKE_MAX, WRITES_SETTLE
 from stream_app.worker.transactions import TransactionalWriters
 
 log = logging.getLogger("tokenpool.worker")
@@ -96,6 +96,7 @@ class Worker:
         app.task(reader.run)
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_before_shutdown.connect(self._on_stop)
         from stream_app.worker import web
         self.registry = web.install(self)
 
@@ -145,6 +146,28 @@ class Worker:
             self.reader.watch(self.config.topics.allocations, 0)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **_: Any) -> None:
+        self._let_go(revoked)
+        if revoked and self.writers is None:
+            await self._writes_settled()
+
+    async def _on_stop(self, sender: Any, **_: Any) -> None:
+        """A stop (SIGTERM, Ctrl-C), before Faust flushes its producer and stops it:
+        every partition is let go as in a rebalance, and what was queued is delivered,
+        so that nothing is written to a stopped producer (which failed the stop, exit
+        status 1). Inputs not yet checkpointed are applied again by the next owner."""
+        self.clock.stopped = True
+        owned = set(self.ownership.assigned or ())
+        self._let_go(owned)
+        try:
+            await asyncio.wait_for(self._delivered(), STOP_SETTLE)
+            if self.writers is not None:
+                await asyncio.wait_for(self.writers.close(), STOP_SETTLE)
+        except Exception as exc:  # as after a crash: the changelog is read back whole
+            log.error("stopping with writes not delivered within %.0fs: %r",
+                      STOP_SETTLE, exc)
+        log.info("stopping: partitions let go count=%d", len(owned))
+
+    def _let_go(self, revoked: set[TP]) -> None:
         ownership = self.ownership
         if ownership.assigned is not None:
             ownership.assigned -= set(revoked)
@@ -167,8 +190,6 @@ class Worker:
             ownership.durable.pop(tp.partition, None)
             if ownership.tasks.pop(tp.partition, None) is not None:
                 log.info("partition revoked partition=%d", tp.partition)
-        if revoked and self.writers is None:
-            await self._writes_settled()
 
     async def _writes_settled(self) -> None:
         """at_least_once: before a revoked partition's state is read back (by this

@@ -34,9 +34,13 @@ class Clock:
         self.last_advance = 0.0
         self.last_catch_up = 0.0
         self.last_mark = 0.0
+        self.stopped = False
+        """The worker is stopping: no tick, catch-up or mark is sent any more."""
 
     async def send_ticks(self) -> None:
         """Wake every owned partition: checkpoints, idle waits and (live) clocks."""
+        if self.stopped:
+            return
         now = time.time()
         advance = self.config.mode == "live" and (
             now - self.last_advance >= self.config.tick_interval.total_seconds()

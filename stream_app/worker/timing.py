@@ -22,6 +22,12 @@ them at once, the changelog only once the broker acknowledged them; read back wi
 them, a partition would mix two checkpoints. A broker that acknowledges nothing for a
 minute is down or partitioned away, and a restart reads a consistent changelog."""
 
+STOP_SETTLE = 3.0
+"""Seconds a stopping worker waits for its queued records (and its open transactions)
+to be acknowledged. Whatever is not by then is as after a crash: the changelog is read
+back whole and the inputs past it applied again. Orchestrators kill a worker that has
+not stopped some seconds after SIGTERM (the demo after 5, Kubernetes after 30)."""
+
 TRANSACTION_TIMEOUT_MS = 30_000
 """How long the broker lets a transaction stay open (exactly_once): a worker killed
 mid-checkpoint holds back `read_committed` readers of its partitions this long at most,

@@ -254,6 +254,7 @@ class SteadyProducer:
         self.sent = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
+        self._stop = threading.Event()
 
     def _main(self) -> None:
         try:
@@ -269,6 +270,8 @@ class SteadyProducer:
             start = time.monotonic()
             futures = []
             for i, r in enumerate(self.records):
+                if self._stop.is_set():
+                    break
                 wait = start + i / self.per_second - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -289,6 +292,10 @@ class SteadyProducer:
     def start(self) -> "SteadyProducer":
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Send no more records (those sent are still awaited by `join`)."""
+        self._stop.set()
 
     def join(self, timeout: float = 300.0) -> None:
         self._thread.join(timeout)

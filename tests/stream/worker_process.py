@@ -155,16 +155,18 @@ class WorkerProcess:
                 state.setdefault(dict(labels)["group"], {})[names[name]] = int(value)
         return state
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL of the whole process group."""
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL of the whole process group; the exit status (None if
+        never started)."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return None if self.proc is None else self.proc.returncode
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        return self.proc.returncode
 
     def kill(self) -> None:
         """kill -9: no shutdown, no flush, no commit."""
